@@ -1,0 +1,110 @@
+"""Command line: ``llmkt train``, ``llmkt evaluate``, ``llmkt datasets``, ``llmkt config-schema``.
+
+Each command is a thin wrapper over the Python API of the same name (``llmkt.train`` ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from llmkt.errors import LLMKTError
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="llmkt")
+def main() -> None:
+    """llmkt: transfer knowledge from LLMs into recommender models."""
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a config value, e.g. --set training.epochs=5 (repeatable)")
+@click.option("--data-dir", default=None, help="data home (else data.data_dir, $LLMKT_DATA, ~/.cache/llmkt/data)")
+@click.option("--resume", default=None, type=click.Path(), help="resume from a run folder or its last.pt")
+@click.option("--json-out", is_flag=True, help="print the results as JSON")
+def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, resume: str | None,
+          json_out: bool) -> None:
+    """Train and evaluate a model from a YAML CONFIG (defaults: SASRec on ml-100k)."""
+    from llmkt.experiments.runner import train as run_train
+
+    ov = list(overrides)
+    if data_dir:
+        ov.append(f"data.data_dir={data_dir}")
+    try:
+        if resume and not config:
+            run = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+            config = str(run / "config.yaml")
+        res = run_train(config, ov, resume_from=resume) if config else run_train({}, ov, resume_from=resume)
+    except (LLMKTError, FileNotFoundError) as e:
+        _fail(e)
+        return
+    if json_out:
+        click.echo(json.dumps(res.summary(), indent=2))
+        return
+    click.echo(f"run: {res.run_dir}  (best epoch {res.best_epoch}, median {res.timings['median_epoch_s']:.2f} s/epoch)")
+    click.echo(f"protocol: {res.test.protocol}")
+    click.echo(f"valid: {_format_metrics(res.valid.metrics)}")
+    click.echo(f"test:  {_format_metrics(res.test.metrics)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--stage", type=click.Choice(["valid", "test"]), default="test")
+def evaluate(run_dir: str, stage: str) -> None:
+    """Evaluate the best checkpoint of RUN_DIR on its split."""
+    from llmkt.experiments.evaluate import evaluate_run
+
+    try:
+        res = evaluate_run(run_dir, stage)
+    except (LLMKTError, FileNotFoundError) as e:
+        _fail(e)
+        return
+    click.echo(f"protocol: {res.protocol}")
+    click.echo(f"{stage}: {_format_metrics(res.metrics)}")
+
+
+@main.command()
+@click.option("--data-dir", default=None)
+@click.option("--stats", is_flag=True, help="load each dataset found and print its size")
+def datasets(data_dir: str | None, stats: bool) -> None:
+    """List the datasets llmkt can load and whether their files are present."""
+    from llmkt.data import Dataset, available_datasets, load_raw, preprocess
+    from llmkt.data.loaders import default_data_dir
+
+    base = Path(data_dir) if data_dir else default_data_dir()
+    click.echo(f"data home: {base}")
+    for name in available_datasets():
+        present = (base / name).exists()
+        line = f"  {name:15s} {'found' if present else 'missing'}"
+        if stats and present and name != "csv":
+            raw = load_raw(name, base)
+            line += f"  {Dataset.from_frames(preprocess(raw.interactions), name=name)!r}"
+        click.echo(line)
+
+
+@main.command("config-schema")
+def config_schema() -> None:
+    """Print the JSON schema of a run config (every key, its type and default)."""
+    from llmkt.config import RunConfig
+
+    click.echo(json.dumps(RunConfig.model_json_schema(), indent=1))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    main()

@@ -1,0 +1,240 @@
+"""Typed, strict run configuration (pydantic). Unknown keys and wrong types fail before any work.
+
+A run config has the sections ``data``, ``split``, ``model``, ``training``, ``evaluation``, ``output``.
+``load_config(path, overrides=["training.epochs=5"])`` reads YAML, applies ``--set`` overrides (values parsed as
+YAML scalars, never evaluated as code) and validates. Errors name the key, what was expected and the valid keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llmkt.errors import ConfigError
+from llmkt.evaluation.metrics import parse_metric
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    name: str = Field("ml-100k", description="dataset name: ml-100k, ml-1m, ml-1m-half, amazon-beauty or csv")
+    data_dir: str | None = Field(None, description="data home; default $LLMKT_DATA, else ~/.cache/llmkt/data")
+    path: str | None = Field(None, description="folder of this dataset's files (required for csv)")
+    download: bool = False
+    min_rating: float | None = Field(None, description="keep interactions with rating >= this (implicit feedback)")
+    duplicates: Literal["keep_first", "keep_last", "keep_all"] = "keep_last"
+    min_user_interactions: int = Field(0, ge=0, description="iterative k-core: minimum interactions per user")
+    min_item_interactions: int = Field(0, ge=0, description="iterative k-core: minimum interactions per item")
+
+
+class LeaveOneOutSplit(Strict):
+    kind: Literal["leave_one_out"] = "leave_one_out"
+    min_train: int = Field(1, ge=1)
+
+
+class GlobalTemporalSplit(Strict):
+    kind: Literal["global_temporal"]
+    valid_quantile: float = Field(0.8, gt=0, lt=1)
+    test_quantile: float = Field(0.9, gt=0, lt=1)
+
+
+class RatioSplit(Strict):
+    kind: Literal["ratio"]
+    train: float = Field(0.7, gt=0, le=1)
+    valid: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+
+
+SplitConfig = Annotated[Union[LeaveOneOutSplit, GlobalTemporalSplit, RatioSplit], Field(discriminator="kind")]
+
+
+class SASRecConfig(Strict):
+    name: Literal["sasrec"] = "sasrec"
+    max_len: int = Field(200, ge=2)
+    hidden: int = Field(64, ge=1)
+    n_blocks: int = Field(2, ge=1)
+    n_heads: int = Field(2, ge=1)
+    ff_hidden: int | None = Field(None, ge=1, description="feed-forward width; default = hidden")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    loss: Literal["ce", "bce"] = "ce"
+    n_negatives: int = Field(1, ge=1, description="negatives per position for loss=bce")
+
+
+class BERT4RecConfig(Strict):
+    name: Literal["bert4rec"]
+    max_len: int = Field(200, ge=2)
+    hidden: int = Field(64, ge=1)
+    n_blocks: int = Field(2, ge=1)
+    n_heads: int = Field(2, ge=1)
+    ff_hidden: int | None = Field(None, ge=1, description="feed-forward width; default = 4 * hidden")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    mask_prob: float = Field(0.2, gt=0, lt=1)
+
+
+ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig], Field(discriminator="name")]
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    seed: int = 42
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + fixed seeds")
+    num_threads: int | None = Field(None, ge=1, description="torch threads; default: torch's choice")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    monitor: str = Field("NDCG@10", description="validation metric for early stopping and the best checkpoint")
+    patience: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+    eval_every: int = Field(1, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    progress: bool = True
+
+    @field_validator("monitor")
+    @classmethod
+    def _check_monitor(cls, v: str) -> str:
+        parse_metric(v)
+        return v
+
+
+class EvaluationConfig(Strict):
+    ks: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
+    metrics: list[Literal["NDCG", "Recall", "HR", "MRR", "Precision"]] = Field(
+        default_factory=lambda: ["NDCG", "Recall", "HR", "MRR", "Precision"])
+    protocol: Literal["full", "sampled"] = "full"
+    n_negatives: int = Field(100, ge=1, description="negatives per positive in the sampled protocol")
+    sampler: Literal["uniform", "popularity"] = "uniform"
+    exclude_seen: bool = True
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError("every K must be >= 1")
+        return sorted(set(v))
+
+
+class OutputConfig(Strict):
+    dir: str = "runs"
+    name: str | None = Field(None, description="run folder name; default <dataset>-<model>-<timestamp>")
+    loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=lambda: ["csv"])
+    save_checkpoints: bool = True
+
+
+class RunConfig(Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=LeaveOneOutSplit)
+    model: ModelConfig = Field(default_factory=SASRecConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+_TAGGED = {("split",): ("kind", [LeaveOneOutSplit, GlobalTemporalSplit, RatioSplit]),
+           ("model",): ("name", [SASRecConfig, BERT4RecConfig])}
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config class that holds the last key of ``loc`` (to list its valid keys)."""
+    cls: type[BaseModel] = RunConfig
+    path: tuple[Any, ...] = ()
+    for part in loc[:-1]:
+        if path in _TAGGED and isinstance(part, str):
+            tag_field, members = _TAGGED[path]
+            match = [m for m in members if m.model_fields[tag_field].annotation.__args__[0] == part]
+            if match:
+                cls = match[0]
+                continue
+        field = cls.model_fields.get(str(part))
+        if field is None:
+            return None
+        path = path + (part,)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cls = ann
+        elif path in _TAGGED:
+            continue
+        else:
+            return None
+    return cls
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        shown = tuple(p for p in loc if not (isinstance(p, str) and p in ("sasrec", "bert4rec", "leave_one_out",
+                                                                          "global_temporal", "ratio")))
+        key = ".".join(str(p) for p in shown) or "<root>"
+        if e["type"] == "extra_forbidden":
+            holder = _model_at(loc)
+            valid = sorted(holder.model_fields) if holder else []
+            lines.append(f"  {key}: unknown key; valid keys here: {valid}")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(f"  {key}: {e['msg']}")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    lines.append("Fix the YAML or the --set override; `llmkt config-schema` prints every key with its type.")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'training.epochs=5'`` -> ``(['training', 'epochs'], 5)``; the value is a YAML scalar or list."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. training.epochs=5.")
+    key, value = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {text!r}: empty key.")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({e}).") from e
+    return parts, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = raw
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text!r}: {p!r} is a value, not a section.")
+            node = nxt
+        node[parts[-1]] = value
+    return raw
+
+
+def validate_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}.")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config (or start from defaults when ``path`` is None) and validate it."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist.")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e}).") from e
+        source = str(p)
+    return validate_config(apply_overrides(raw, overrides or []), source)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

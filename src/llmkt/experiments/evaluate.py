@@ -1,0 +1,25 @@
+"""Evaluate a finished run folder (its resolved config + best checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from llmkt.config import load_config
+from llmkt.evaluation.ranking import EvalResult
+from llmkt.experiments.runner import evaluate_model, load_dataset, protocol_of, split_dataset
+from llmkt.models.registry import build_model
+
+
+def evaluate_run(run_dir: str | Path, stage: str = "test") -> EvalResult:
+    run = Path(run_dir)
+    ckpt = run / "best.pt"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt} not found; was the run trained with output.save_checkpoints=true?")
+    cfg = load_config(run / "config.yaml")
+    ds = load_dataset(cfg)
+    split = split_dataset(cfg, ds)
+    model = build_model(cfg.model, ds.n_items)
+    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+    return evaluate_model(model, split, stage, protocol_of(cfg), cfg.model.max_len, cfg.training.eval_batch_size)

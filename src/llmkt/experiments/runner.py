@@ -1,0 +1,148 @@
+"""From a validated ``RunConfig`` to a trained model and its validation/test metrics.
+
+``train(config)`` = load and preprocess data, split, build the model, train with model selection on validation
+(best checkpoint kept), then one test pass with the best weights. Everything the run produced is written to its
+folder: ``config.yaml`` (resolved), ``metrics.csv`` (per epoch), ``results.json``, ``test_per_user.csv``,
+``best.pt``, ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmkt.config import RunConfig, dump_config, load_config
+from llmkt.data import Dataset, Split, load_raw, make_split, preprocess
+from llmkt.evaluation.ranking import EvalResult, RankingProtocol, evaluate_ranking
+from llmkt.models.base import Recommender
+from llmkt.models.registry import build_model
+from llmkt.training.batches import SequenceBatches, SequenceScorer
+from llmkt.training.callbacks import Callback, CSVLogger, EarlyStopping, MLflowLogger, TensorBoardLogger
+from llmkt.training.seeding import seed_everything
+from llmkt.training.trainer import Trainer, resolve_device
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    run_dir: Path
+    model: Recommender
+    split: Split
+    valid: EvalResult
+    test: EvalResult
+    history: list[dict[str, Any]]
+    best_epoch: int
+    timings: dict[str, float]
+
+    def summary(self) -> dict[str, Any]:
+        return {"dataset": self.config.data.name, "model": self.config.model.name, "split": self.split.kind,
+                "protocol": self.test.protocol, "best_epoch": self.best_epoch,
+                "valid": self.valid.metrics, "test": self.test.metrics, "timings": self.timings,
+                "run_dir": str(self.run_dir)}
+
+
+def load_dataset(cfg: RunConfig) -> Dataset:
+    d = cfg.data
+    raw = load_raw(d.name, d.data_dir, path=d.path, download=d.download)
+    inter = preprocess(raw.interactions, min_rating=d.min_rating, duplicates=d.duplicates,
+                       min_user_interactions=d.min_user_interactions, min_item_interactions=d.min_item_interactions)
+    return Dataset.from_frames(inter, raw.items, raw.users, name=raw.name)
+
+
+def split_dataset(cfg: RunConfig, ds: Dataset) -> Split:
+    params = cfg.split.model_dump(exclude={"kind"})
+    return make_split(ds, cfg.split.kind, **params)
+
+
+def protocol_of(cfg: RunConfig) -> RankingProtocol:
+    e = cfg.evaluation
+    return RankingProtocol(ks=e.ks, metrics=tuple(e.metrics), exclude_seen=e.exclude_seen, kind=e.protocol,
+                           n_negatives=e.n_negatives, sampler=e.sampler, seed=cfg.training.seed)
+
+
+def evaluate_model(model: Recommender, split: Split, stage: str, protocol: RankingProtocol, max_len: int,
+                   batch_size: int = 512, device: torch.device | str = "cpu") -> EvalResult:
+    """Rank all items for every user with targets in ``stage`` ('valid' or 'test')."""
+    ds = split.dataset
+    history = split.history(stage)  # train for valid; train + valid for test
+    scorer = SequenceScorer(model, history, ds.n_users, max_len, device)
+    model.eval()
+    return evaluate_ranking(scorer, history, split.targets(stage), ds.n_users, ds.n_items, protocol,
+                            batch_size=batch_size, stage=stage, user_ids=ds.user_map.external_ids)
+
+
+def _run_dir(cfg: RunConfig) -> Path:
+    name = cfg.output.name or (f"{cfg.data.name}-{cfg.model.name}-"
+                               f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}")
+    return Path(cfg.output.dir) / name
+
+
+def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = None,
+          resume_from: str | Path | None = None, extra_callbacks: list[Callback] | None = None,
+          data: Dataset | None = None) -> RunResult:
+    """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``."""
+    from llmkt.config import apply_overrides, validate_config
+
+    if isinstance(config, dict):
+        cfg = validate_config(apply_overrides(dict(config), overrides or []))
+    elif isinstance(config, RunConfig):
+        cfg = validate_config(apply_overrides(config.model_dump(mode="json"), overrides or [])) if overrides \
+            else config
+    else:
+        cfg = load_config(config, overrides)
+    t = cfg.training
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    seed_everything(t.seed, t.deterministic)
+    device = resolve_device(t.device)
+    run_dir = Path(resume_from).parent if resume_from and Path(resume_from).is_file() else \
+        Path(resume_from) if resume_from else _run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+
+    t0 = time.perf_counter()
+    ds = data if data is not None else load_dataset(cfg)
+    split = split_dataset(cfg, ds)
+    t_data = time.perf_counter() - t0
+    model = build_model(cfg.model, ds.n_items)
+    max_len = cfg.model.max_len
+    batches = SequenceBatches(split.train, ds.n_users, max_len, t.batch_size, seed=t.seed)
+    protocol = protocol_of(cfg)
+
+    def validate(m: torch.nn.Module) -> EvalResult:
+        return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device)
+
+    callbacks: list[Callback] = [CSVLogger(run_dir / "metrics.csv")]
+    if t.patience:
+        callbacks.append(EarlyStopping(t.monitor, t.patience))
+    if "tensorboard" in cfg.output.loggers:
+        callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
+    if "mlflow" in cfg.output.loggers:
+        callbacks.append(MLflowLogger(run_dir.name, cfg.model_dump(mode="json")))
+    callbacks.extend(extra_callbacks or [])
+    trainer = Trainer(model, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip,
+                      monitor=t.monitor, eval_every=t.eval_every, callbacks=callbacks,
+                      run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress)
+    t1 = time.perf_counter()
+    trainer.fit(batches, validate, resume_from=resume_from)
+    t_train = time.perf_counter() - t1
+
+    valid = validate(model)  # best weights are loaded by fit()
+    t2 = time.perf_counter()
+    test = evaluate_model(model, split, "test", protocol, max_len, t.eval_batch_size, device)
+    t_test = time.perf_counter() - t2
+    epoch_s = sorted(h["epoch_seconds"] for h in trainer.history)
+    timings = {"data_s": t_data, "train_s": t_train, "test_eval_s": t_test,
+               "median_epoch_s": epoch_s[len(epoch_s) // 2] if epoch_s else 0.0,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings)
+    (run_dir / "results.json").write_text(json.dumps(result.summary(), indent=2))
+    test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
+    return result

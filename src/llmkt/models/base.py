@@ -1,0 +1,48 @@
+"""The recommender contract every llmkt model follows.
+
+A batch is a dict of tensors. Sequential models read:
+
+* ``"uid"``: ``(B,)`` internal user ids;
+* ``"seq"``: ``(B, L + 1)`` left-padded item ids for training (the model picks inputs and targets from it),
+  ``(B, L)`` for scoring (the history to predict the next item from).
+
+Every model implements ``loss(batch) -> scalar``, ``score(batch) -> (B, n_items + 1)`` scores over all items
+(column 0 is padding) and ``user_representation(batch) -> (B, d)``. Training, evaluation and knowledge transfer
+only use this contract, so a user's own ``nn.Module`` works once it has these three methods.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+Batch = dict[str, torch.Tensor]
+
+
+class Recommender(nn.Module, ABC):
+    """Base class of llmkt models. ``kind`` tells the trainer which batches to build."""
+
+    kind: ClassVar[str] = "sequential"
+
+    @abstractmethod
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Training loss of a batch (a scalar)."""
+
+    @abstractmethod
+    def score(self, batch: Batch) -> torch.Tensor:
+        """Scores over all items, ``(B, n_items + 1)``; column 0 (padding) is ignored by the evaluator."""
+
+    @abstractmethod
+    def user_representation(self, batch: Batch) -> torch.Tensor:
+        """The vector the model ranks items with, ``(B, d)``."""
+
+
+class SequentialRecommender(Recommender, ABC):
+    """A model over item sequences with a maximum length ``max_len``."""
+
+    kind: ClassVar[str] = "sequential"
+    max_len: int
+    n_items: int

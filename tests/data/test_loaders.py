@@ -1,0 +1,67 @@
+import pandas as pd
+import pytest
+
+from llmkt.data import Dataset, load_raw, preprocess
+from llmkt.data.loaders import DatasetNotFoundError
+from llmkt.errors import DataError
+
+
+def test_unknown_dataset_name_lists_available():
+    with pytest.raises(DataError, match=r"unknown dataset 'ml-20k'; available: \['amazon-beauty', 'csv'"):
+        load_raw("ml-20k", "/tmp")
+
+
+def test_offline_missing_files_say_where_to_put_them(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_raw("ml-1m", tmp_path)
+    msg = str(e.value)
+    assert str(tmp_path / "ml-1m") in msg and "ratings.dat" in msg and "download" in msg
+
+
+def test_data_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMKT_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "ml-100k")):
+        load_raw("ml-100k")
+
+
+def test_csv_folder(tmp_path):
+    pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "b", "a"], "timestamp": [1, 2, 3]}).to_csv(
+        tmp_path / "interactions.csv", index=False)
+    pd.DataFrame({"item_id": ["a", "b"], "title": ["A", "B"]}).to_csv(tmp_path / "items.csv", index=False)
+    raw = load_raw("csv", path=tmp_path)
+    ds = Dataset.from_frames(raw.interactions, raw.items)
+    assert ds.n_users == 2 and ds.n_items == 2 and ds.items["title"].tolist() == ["A", "B"]
+    with pytest.raises(DataError, match="data.path"):
+        load_raw("csv", tmp_path)
+
+
+def test_csv_with_wrong_columns_is_rejected(tmp_path):
+    pd.DataFrame({"user": [1], "item": [2]}).to_csv(tmp_path / "interactions.csv", index=False)
+    raw = load_raw("csv", path=tmp_path)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['user_id', 'item_id'\]"):
+        Dataset.from_frames(raw.interactions)
+
+
+def test_ml_100k_official_files(shared_data):
+    raw = load_raw("ml-100k", shared_data)
+    assert len(raw.interactions) == 100_000
+    ds = Dataset.from_frames(preprocess(raw.interactions), raw.items, raw.users, "ml-100k")
+    assert (ds.n_users, ds.n_items) == (943, 1682)
+    toy = ds.items.set_index("item_id").loc[1]
+    assert toy["title"] == "Toy Story" and toy["year"] == 1995 and toy["genres"] == "Animation|Children's|Comedy"
+
+
+def test_ml_1m_half_and_beauty(shared_data):
+    raw = load_raw("ml-1m-half", shared_data)
+    assert len(raw.interactions) == 487_515 and raw.interactions["user_id"].nunique() == 2998
+    assert raw.items.set_index("item_id").loc[1, "genres"] == "Animation|Children's|Comedy"
+    beauty = load_raw("amazon-beauty", shared_data)
+    assert len(beauty.interactions) == 198_502
+    assert not beauty.items["title"].str.contains("&amp;").any()
+
+
+def test_k_core_and_threshold_on_real_data(shared_data):
+    raw = load_raw("ml-100k", shared_data)
+    df = preprocess(raw.interactions, min_rating=4, min_user_interactions=10, min_item_interactions=10)
+    assert df["rating"].min() >= 4
+    assert df["user_id"].value_counts().min() >= 10 and df["item_id"].value_counts().min() >= 10

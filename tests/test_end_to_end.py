@@ -1,0 +1,41 @@
+"""End-to-end runs on the real ml-100k (../shared/data): 2 epochs, full ranking, each under a minute."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+import llmkt
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec"])
+def test_two_epochs_on_ml100k_under_a_minute(shared_data, tmp_path, model):
+    t0 = time.perf_counter()
+    res = llmkt.train("configs/sasrec_ml100k.yaml",
+                      [f"model={{name: {model}}}", "training.epochs=2", f"data.data_dir={shared_data}",
+                       f"output.dir={tmp_path}", "training.progress=false"])
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 60, f"{model}: {elapsed:.1f}s"
+    assert res.test.per_user.shape[0] == 943
+    assert 0.0 < res.test.metrics["NDCG@10"] < 1.0 and res.test.metrics["HR@10"] >= res.test.metrics["NDCG@10"]
+    assert "full ranking" in res.test.protocol
+    assert len(res.history) == 2
+
+
+@pytest.mark.realdata
+def test_cli_train_prints_test_metrics_and_reports_errors(shared_data, tmp_path):
+    cmd = [sys.executable, "-m", "llmkt.cli", "train", "configs/sasrec_ml100k.yaml", "--data-dir", str(shared_data),
+           "--set", "training.epochs=1", "--set", f"output.dir={tmp_path}", "--set", "training.progress=false",
+           "--json-out"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["test"]["NDCG@10"] > 0 and summary["model"] == "sasrec"
+    bad = subprocess.run(cmd[:5] + ["--set", "model.hiden=3"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "model.hiden: unknown key" in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "llmkt.cli", "train", "--set", "data.name=ml-20k"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "unknown dataset 'ml-20k'" in missing.stderr
