@@ -1,6 +1,7 @@
 """End-to-end runs on the real ml-100k (../shared/data): 2 epochs, full ranking, each under a minute."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -34,6 +35,10 @@ def test_cli_train_prints_test_metrics_and_reports_errors(shared_data, tmp_path)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["test"]["NDCG@10"] > 0 and summary["model"] == "sasrec"
+    ev = subprocess.run([sys.executable, "-m", "llmkt.cli", "evaluate", summary["run_dir"]], capture_output=True,
+                        text=True, timeout=120, env={**os.environ, "LLMKT_DATA": str(shared_data)})
+    assert ev.returncode == 0, ev.stderr
+    assert f"NDCG@10={summary['test']['NDCG@10']:.4f}" in ev.stdout  # the best checkpoint reproduces the test
     bad = subprocess.run(cmd[:5] + ["--set", "model.hiden=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "model.hiden: unknown key" in bad.stderr
     missing = subprocess.run([sys.executable, "-m", "llmkt.cli", "train", "--set", "data.name=ml-20k"],

@@ -63,6 +63,8 @@ class SASRecConfig(Strict):
     dropout: float = Field(0.2, ge=0, lt=1)
     loss: Literal["ce", "bce"] = "ce"
     n_negatives: int = Field(1, ge=1, description="negatives per position for loss=bce")
+    norm_first: bool = Field(False, description="false (default, chosen on validation, docs/benchmarks.md): the "
+                             "SASRec reference code's block; true: pre-norm blocks")
 
 
 class BERT4RecConfig(Strict):
@@ -84,6 +86,9 @@ class TrainingConfig(Strict):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    window: Literal["last", "random"] = Field(
+        "last", description="training sequence per user and epoch: the last max_len + 1 items, or a random window")
     grad_clip: float | None = Field(None, gt=0)
     seed: int = 42
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + fixed seeds")

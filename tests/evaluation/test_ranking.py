@@ -48,7 +48,7 @@ def test_padding_column_never_recommended(tiny_dataset):
     def scorer(uids):  # padding column scores highest, the test item second: the test item must be top-1
         sc = torch.zeros(len(uids), n + 1)
         sc[:, 0] = 100.0
-        t = tgt.set_index(C.UID).loc[uids, C.IID].to_numpy()
+        t = tgt.set_index(C.UID).loc[uids, C.IID].to_numpy().copy()
         sc[torch.arange(len(uids)), torch.from_numpy(t)] = 1.0
         return sc
 
@@ -63,7 +63,7 @@ def test_sampled_protocol_is_labelled_and_perfect_scorer_wins(tiny_dataset):
 
     def oracle(uids):  # the test item of each user gets the top score
         sc = torch.zeros(len(uids), n + 1)
-        t = tgt.set_index(C.UID).loc[uids, C.IID].to_numpy()
+        t = tgt.set_index(C.UID).loc[uids, C.IID].to_numpy().copy()
         sc[torch.arange(len(uids)), torch.from_numpy(t)] = 10.0
         return sc
 

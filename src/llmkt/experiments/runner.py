@@ -113,7 +113,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     t_data = time.perf_counter() - t0
     model = build_model(cfg.model, ds.n_items)
     max_len = cfg.model.max_len
-    batches = SequenceBatches(split.train, ds.n_users, max_len, t.batch_size, seed=t.seed)
+    batches = SequenceBatches(split.train, ds.n_users, max_len, t.batch_size, seed=t.seed, window=t.window)
     protocol = protocol_of(cfg)
 
     def validate(m: torch.nn.Module) -> EvalResult:
@@ -127,7 +127,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     if "mlflow" in cfg.output.loggers:
         callbacks.append(MLflowLogger(run_dir.name, cfg.model_dump(mode="json")))
     callbacks.extend(extra_callbacks or [])
-    trainer = Trainer(model, epochs=t.epochs, lr=t.lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip,
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay)
+    trainer = Trainer(model, epochs=t.epochs, optimizer=optimizer, grad_clip=t.grad_clip,
                       monitor=t.monitor, eval_every=t.eval_every, callbacks=callbacks,
                       run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress)
     t1 = time.perf_counter()

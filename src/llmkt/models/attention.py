@@ -32,9 +32,17 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(hidden, hidden)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention of ``x`` (B, L, D); with ``kv``, queries from ``x`` and keys/values from ``kv``."""
         b, length, d = x.shape  # x: (B, L, D)
-        q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if kv is None:
+            q, k, v = self.qkv(x).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        else:
+            w_q, w_kv = self.qkv.weight.split([d, 2 * d])
+            b_q, b_kv = self.qkv.bias.split([d, 2 * d])
+            q1 = F.linear(x, w_q, b_q).view(b, length, 1, self.n_heads, d // self.n_heads)
+            kv2 = F.linear(kv, w_kv, b_kv).view(b, length, 2, self.n_heads, d // self.n_heads)
+            q, k, v = torch.cat([q1, kv2], dim=2).permute(2, 0, 3, 1, 4)
         # q, k, v: (B, H, L, D/H)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
@@ -54,10 +62,16 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """``x + Drop(Attn(LN(x)))`` then ``x + Drop(FFN(LN(x)))``."""
+    """``norm_first=True`` (pre-norm): ``x + Drop(Attn(LN(x)))`` then ``x + Drop(FFN(LN(x)))``.
 
-    def __init__(self, hidden: int, n_heads: int, ff_hidden: int, dropout: float, activation: str = "relu"):
+    ``norm_first=False`` is the block of the SASRec reference code: ``q = LN(x)``; ``x = q + Drop(Attn(q, x, x))``
+    (queries normalised, keys/values not); ``y = LN(x)``; ``x = y + Drop(FFN(y))``.
+    """
+
+    def __init__(self, hidden: int, n_heads: int, ff_hidden: int, dropout: float, activation: str = "relu",
+                 norm_first: bool = True):
         super().__init__()
+        self.norm_first = norm_first
         self.attn_norm = nn.LayerNorm(hidden)
         self.attn = MultiHeadAttention(hidden, n_heads, dropout)
         self.ffn_norm = nn.LayerNorm(hidden)
@@ -65,5 +79,10 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attn(self.attn_norm(x), mask))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))  # (B, L, D)
+        if self.norm_first:
+            x = x + self.dropout(self.attn(self.attn_norm(x), mask))
+            return x + self.dropout(self.ffn(self.ffn_norm(x)))  # (B, L, D)
+        q = self.attn_norm(x)
+        x = q + self.dropout(self.attn(q, mask, kv=x))
+        y = self.ffn_norm(x)
+        return y + self.dropout(self.ffn(y))  # (B, L, D)

@@ -23,7 +23,8 @@ from llmkt.models.losses import linear_cross_entropy
 
 class SASRec(SequentialRecommender):
     def __init__(self, n_items: int, max_len: int = 200, hidden: int = 64, n_blocks: int = 2, n_heads: int = 2,
-                 ff_hidden: int | None = None, dropout: float = 0.2, loss: str = "ce", n_negatives: int = 1):
+                 ff_hidden: int | None = None, dropout: float = 0.2, loss: str = "ce", n_negatives: int = 1,
+                 norm_first: bool = False):
         super().__init__()
         if loss not in ("ce", "bce"):
             raise ValueError(f"model.loss: expected 'ce' or 'bce', got {loss!r}.")
@@ -32,7 +33,8 @@ class SASRec(SequentialRecommender):
         self.item_emb = nn.Embedding(n_items + 1, hidden, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, hidden)
         self.emb_dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(hidden, n_heads, ff_hidden or hidden, dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(hidden, n_heads, ff_hidden or hidden, dropout,
+                                                     norm_first=norm_first)
                                     for _ in range(n_blocks))
         self.final_norm = nn.LayerNorm(hidden)
         self.reset_parameters()

@@ -8,23 +8,28 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmkt.data.sequences import padded_sequences
+from llmkt.data.sequences import csr_items, padded_sequences
 
 Batch = dict[str, torch.Tensor]
 
 
 class SequenceBatches:
-    """Training batches for sequential models: each user's last ``max_len + 1`` training items.
+    """Training batches for sequential models: one window of ``max_len + 1`` training items per user.
 
     A batch is ``{"uid": (B,), "seq": (B, max_len + 1)}``; users with fewer than ``min_items`` training items
-    are skipped. The order of users in an epoch depends only on ``(seed, epoch)``, so a resumed run sees the
-    same batches as an uninterrupted one.
+    are skipped. ``window="last"`` takes each user's most recent items; ``"random"`` a window ending at a random
+    position (at least ``max_len + 1`` items in, so long histories are fully used over epochs). The order of users
+    and the windows depend only on ``(seed, epoch)``, so a resumed run sees the same batches as an uninterrupted one.
     """
 
     def __init__(self, train: pd.DataFrame, n_users: int, max_len: int, batch_size: int, seed: int = 0,
-                 min_items: int = 2):
+                 min_items: int = 2, window: str = "last"):
+        if window not in ("last", "random"):
+            raise ValueError(f"training.window: expected 'last' or 'random', got {window!r}.")
+        self.width, self.window = max_len + 1, window
         self.matrix = padded_sequences(train, n_users, max_len + 1)  # (n_users + 1, max_len + 1)
-        lengths = (self.matrix > 0).sum(1)
+        self.indptr, self.items = csr_items(train, n_users)  # full histories, time order kept by the stable sort
+        lengths = np.diff(self.indptr)
         self.users = np.flatnonzero(lengths >= min_items).astype(np.int64)
         self.batch_size, self.seed = batch_size, seed
 
@@ -36,7 +41,17 @@ class SequenceBatches:
         order = self.users[rng.permutation(len(self.users))]
         for start in range(0, len(order), self.batch_size):
             uids = order[start:start + self.batch_size]
-            yield {"uid": torch.from_numpy(uids), "seq": torch.from_numpy(self.matrix[uids])}
+            seq = self.matrix[uids] if self.window == "last" else self._random_windows(uids, rng)
+            yield {"uid": torch.from_numpy(uids), "seq": torch.from_numpy(seq)}
+
+    def _random_windows(self, uids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        lengths = self.indptr[uids + 1] - self.indptr[uids]  # (B,)
+        # window end (exclusive) in [min(n, width), n]
+        lo = np.minimum(lengths, self.width)
+        end = lo + (rng.random(len(uids)) * (lengths - lo + 1)).astype(np.int64)
+        offsets = end[:, None] - self.width + np.arange(self.width)[None, :]  # (B, width); < 0 = padding
+        idx = self.indptr[uids][:, None] + np.maximum(offsets, 0)
+        return np.where(offsets >= 0, self.items[np.minimum(idx, len(self.items) - 1)], 0)
 
 
 class SequenceScorer:

@@ -91,7 +91,9 @@ class Trainer:
             path = path / "last.pt"
         if not path.exists():
             raise FileNotFoundError(f"resume: no checkpoint at {path}; pass a run folder or its last.pt.")
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        # load on the CPU: RNG states must stay CPU tensors; weights and optimizer state are copied to the
+        # parameters' device by load_state_dict
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
 
     # -- loop --------------------------------------------------------------------------------------------------
     def _to_device(self, batch: Batch) -> Batch:
