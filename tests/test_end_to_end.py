@@ -9,13 +9,14 @@ import time
 import pytest
 
 import llmkt
+from tests.conftest import REPO
 
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("model", ["sasrec", "bert4rec"])
 def test_two_epochs_on_ml100k_under_a_minute(shared_data, tmp_path, model):
     t0 = time.perf_counter()
-    res = llmkt.train("configs/sasrec_ml100k.yaml",
+    res = llmkt.train(REPO / "configs" / "sasrec_ml100k.yaml",
                       [f"model={{name: {model}}}", "training.epochs=2", f"data.data_dir={shared_data}",
                        f"output.dir={tmp_path}", "training.progress=false"])
     elapsed = time.perf_counter() - t0
@@ -28,7 +29,8 @@ def test_two_epochs_on_ml100k_under_a_minute(shared_data, tmp_path, model):
 
 @pytest.mark.realdata
 def test_cli_train_prints_test_metrics_and_reports_errors(shared_data, tmp_path):
-    cmd = [sys.executable, "-m", "llmkt.cli", "train", "configs/sasrec_ml100k.yaml", "--data-dir", str(shared_data),
+    config = str(REPO / "configs" / "sasrec_ml100k.yaml")
+    cmd = [sys.executable, "-m", "llmkt.cli", "train", config, "--data-dir", str(shared_data),
            "--set", "training.epochs=1", "--set", f"output.dir={tmp_path}", "--set", "training.progress=false",
            "--json-out"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

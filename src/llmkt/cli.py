@@ -97,6 +97,38 @@ def datasets(data_dir: str | None, stats: bool) -> None:
         click.echo(line)
 
 
+@main.command("inspect-model")
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--n-items", type=int, default=100, show_default=True,
+              help="catalogue size for the dry run (shapes do not depend on it except the output layer)")
+def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) -> None:
+    """Print the model's layer names, types and output shapes (targets for transfer.layer)."""
+    from llmkt.config import load_config
+    from llmkt.models.registry import build_model
+    from llmkt.transfer.layers import output_shapes
+    from llmkt.transfer.setup import default_layer
+
+    try:
+        cfg = load_config(config, list(overrides))
+    except LLMKTError as e:
+        _fail(e)
+        return
+    import torch
+
+    model = build_model(cfg.model, n_items)
+    length = getattr(model, "max_len", 20)
+    batch = {"uid": torch.tensor([1, 2]), "seq": torch.randint(1, n_items + 1, (2, length + 1))}
+    shapes = output_shapes(model, lambda: model.loss(batch))
+    modules = dict(model.named_modules())
+    click.echo(f"{type(model).__name__} (dry run: batch of 2, sequence length {length}, {n_items} items)")
+    click.echo(f"default transfer layer: {default_layer(model)}")
+    for name, module in modules.items():
+        if name:
+            shape = shapes.get(name, "not called by its own forward on the training path")
+            click.echo(f"  {name:32s} {type(module).__name__:22s} {shape}")
+
+
 @main.command("config-schema")
 def config_schema() -> None:
     """Print the JSON schema of a run config (every key, its type and default)."""

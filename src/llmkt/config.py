@@ -8,10 +8,11 @@ YAML scalars, never evaluated as code) and validates. Errors name the key, what 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmkt.errors import ConfigError
 from llmkt.evaluation.metrics import parse_metric
@@ -131,6 +132,66 @@ class OutputConfig(Strict):
     save_checkpoints: bool = True
 
 
+class VectorsConfig(Strict):
+    path: str = Field(..., description=".npz (ProfileVectors.save), .npy (+ ids), .parquet or .csv")
+    ids: str | None = Field(None, description="user ids in row order, for a .npy matrix")
+
+
+class ReducerConfig(Strict):
+    method: Literal["umap", "pca", "none"] = "umap"
+    dim: int | None = Field(None, ge=1, description="output width; default: the hooked layer's width")
+    n_neighbors: int = Field(15, ge=2)
+    min_dist: float = Field(0.1, ge=0)
+    metric: str = "cosine"
+
+
+class TransferStep(Strict):
+    step: Literal["transfer"] = "transfer"
+    epochs: int | None = Field(None, ge=0)
+    fraction: float | None = Field(None, ge=0, le=1, description="share of training.epochs")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name globs frozen in this phase")
+    users: float = Field(1.0, gt=0, le=1, description="share of training users in the transfer loss (seeded)")
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if (self.epochs is None) == (self.fraction is None):
+            raise ValueError("give exactly one of epochs or fraction")
+        return self
+
+
+class FinetuneStep(Strict):
+    step: Literal["finetune"]
+    epochs: int | None = Field(None, ge=0)
+    fraction: float | None = Field(None, ge=0, le=1)
+    freeze: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if (self.epochs is None) == (self.fraction is None):
+            raise ValueError("give exactly one of epochs or fraction")
+        return self
+
+
+ScheduleStep = Annotated[Union[TransferStep, FinetuneStep], Field(discriminator="step")]
+
+
+class TransferConfig(Strict):
+    vectors: VectorsConfig
+    reducer: ReducerConfig = Field(default_factory=ReducerConfig)
+    layer: str | None = Field(None, description="exact name, suffix or re:<regex>; default: the model's table entry")
+    point: Literal["output", "input"] = "output"
+    pooling: Literal["mean", "recency", "attention", "last"] = "mean"
+    gamma: float = Field(0.9, gt=0, le=1, description="recency pooling: weight gamma**distance")
+    alignment: Literal["fixed", "slice", "projection"] = "fixed"
+    loss: Literal["rmse", "mse", "cosine"] = "rmse"
+    alpha: float = Field(0.5, ge=0, le=1)
+    dynamic_beta: bool = False
+    schedule: list[ScheduleStep] = Field(
+        default_factory=lambda: [TransferStep(fraction=0.5), FinetuneStep(step="finetune", fraction=0.5)],
+        min_length=1)
+    compare_base: bool = Field(True, description="also train the base model (same seed) and report both")
+
+
 class RunConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=LeaveOneOutSplit)
@@ -138,50 +199,72 @@ class RunConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    transfer: TransferConfig | None = None
 
 
-_TAGGED = {("split",): ("kind", [LeaveOneOutSplit, GlobalTemporalSplit, RatioSplit]),
-           ("model",): ("name", [SASRecConfig, BERT4RecConfig])}
+def _resolve(ann: Any) -> tuple[str, Any] | None:
+    """What a field annotation holds: a config class, a union of config classes, or a list of something."""
+    origin = get_origin(ann)
+    if origin is Annotated:
+        return _resolve(get_args(ann)[0])
+    if origin in (Union, types.UnionType):
+        members = [a for a in get_args(ann) if a is not type(None)]
+        if len(members) == 1:
+            return _resolve(members[0])
+        if all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+            return ("union", members)
+        return None
+    if origin in (list, tuple):
+        args = get_args(ann)
+        return ("list", args[0]) if args else None
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ("model", ann)
+    return None
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The config class that holds the last key of ``loc`` (to list its valid keys)."""
-    cls: type[BaseModel] = RunConfig
-    path: tuple[Any, ...] = ()
-    for part in loc[:-1]:
-        if path in _TAGGED and isinstance(part, str):
-            tag_field, members = _TAGGED[path]
-            match = [m for m in members if m.model_fields[tag_field].annotation.__args__[0] == part]
-            if match:
-                cls = match[0]
-                continue
-        field = cls.model_fields.get(str(part))
-        if field is None:
-            return None
-        path = path + (part,)
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            cls = ann
-        elif path in _TAGGED:
-            continue
+def _tagged(members: list[type[BaseModel]], tag: Any) -> type[BaseModel] | None:
+    for m in members:
+        for f in m.model_fields.values():
+            if get_origin(f.annotation) is Literal and tag in get_args(f.annotation):
+                return m
+    return None
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+    """The user-facing key path of an error location (union tags dropped) and the config class reached."""
+    state: tuple[str, Any] | None = ("model", RunConfig)
+    shown: list[str] = []
+    for part in loc:
+        kind = state[0] if state else None
+        if kind == "model":
+            field = state[1].model_fields.get(str(part))
+            shown.append(str(part))
+            state = _resolve(field.annotation) if field else None
+        elif kind == "list":
+            shown.append(str(part))
+            state = _resolve(state[1])
+        elif kind == "union" and (member := _tagged(state[1], part)) is not None:
+            state = ("model", member)
         else:
-            return None
-    return cls
+            shown.append(str(part))
+            state = None
+    return shown, (state[1] if state and state[0] == "model" else None)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
         loc = tuple(e["loc"])
-        shown = tuple(p for p in loc if not (isinstance(p, str) and p in ("sasrec", "bert4rec", "leave_one_out",
-                                                                          "global_temporal", "ratio")))
-        key = ".".join(str(p) for p in shown) or "<root>"
+        shown, _ = _walk(loc)
+        key = ".".join(shown) or "<root>"
         if e["type"] == "extra_forbidden":
-            holder = _model_at(loc)
+            _, holder = _walk(loc[:-1])
             valid = sorted(holder.model_fields) if holder else []
             lines.append(f"  {key}: unknown key; valid keys here: {valid}")
         elif e["type"] == "union_tag_invalid":
             lines.append(f"  {key}: {e['msg']}")
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"  {key}: {e['msg']}: this section needs that key (e.g. model.name: sasrec).")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     lines.append("Fix the YAML or the --set override; `llmkt config-schema` prints every key with its type.")

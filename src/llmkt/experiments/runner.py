@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
-from llmkt.config import RunConfig, dump_config, load_config
+from llmkt.config import RunConfig, apply_overrides, dump_config, load_config, validate_config
 from llmkt.data import Dataset, Split, load_raw, make_split, preprocess
 from llmkt.evaluation.ranking import EvalResult, RankingProtocol, evaluate_ranking
+from llmkt.evaluation.significance import paired_test
 from llmkt.models.base import Recommender
 from llmkt.models.registry import build_model
 from llmkt.training.batches import SequenceBatches, SequenceScorer
@@ -40,12 +41,22 @@ class RunResult:
     history: list[dict[str, Any]]
     best_epoch: int
     timings: dict[str, float]
+    transfer: dict[str, Any] | None = None
+    base: "RunResult | None" = None
 
     def summary(self) -> dict[str, Any]:
-        return {"dataset": self.config.data.name, "model": self.config.model.name, "split": self.split.kind,
-                "protocol": self.test.protocol, "best_epoch": self.best_epoch,
-                "valid": self.valid.metrics, "test": self.test.metrics, "timings": self.timings,
-                "run_dir": str(self.run_dir)}
+        out = {"dataset": self.config.data.name, "model": self.config.model.name, "split": self.split.kind,
+               "protocol": self.test.protocol, "best_epoch": self.best_epoch,
+               "valid": self.valid.metrics, "test": self.test.metrics, "timings": self.timings,
+               "run_dir": str(self.run_dir)}
+        if self.transfer is not None:
+            out["transfer"] = self.transfer
+        if self.base is not None:
+            out["base"] = {"valid": self.base.valid.metrics, "test": self.base.test.metrics,
+                           "run_dir": str(self.base.run_dir)}
+            out["paired_vs_base"] = {m: paired_test(self.base.test.per_user, self.test.per_user, m).__dict__
+                                     for m in ("NDCG@10",) if m in self.test.metrics}
+        return out
 
 
 def load_dataset(cfg: RunConfig) -> Dataset:
@@ -87,9 +98,11 @@ def _run_dir(cfg: RunConfig) -> Path:
 def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = None,
           resume_from: str | Path | None = None, extra_callbacks: list[Callback] | None = None,
           data: Dataset | None = None) -> RunResult:
-    """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``."""
-    from llmkt.config import apply_overrides, validate_config
+    """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``.
 
+    With a ``transfer`` section, the model is trained with knowledge transfer on its schedule; with
+    ``transfer.compare_base`` (default) the base model is trained first with the same seed and both are reported.
+    """
     if isinstance(config, dict):
         cfg = validate_config(apply_overrides(dict(config), overrides or []))
     elif isinstance(config, RunConfig):
@@ -97,6 +110,12 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
             else config
     else:
         cfg = load_config(config, overrides)
+    base: RunResult | None = None
+    if cfg.transfer is not None and cfg.transfer.compare_base and resume_from is None:
+        base_cfg = cfg.model_copy(update={"transfer": None,
+                                          "output": cfg.output.model_copy(update={"name": f"{cfg.output.name}-base" if cfg.output.name else None})})
+        base_cfg = validate_config(base_cfg.model_dump(mode="json"))
+        base = train(base_cfg, data=data, extra_callbacks=None)
     t = cfg.training
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -119,7 +138,17 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     def validate(m: torch.nn.Module) -> EvalResult:
         return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device)
 
-    callbacks: list[Callback] = [CSVLogger(run_dir / "metrics.csv")]
+    callbacks: list[Callback] = []
+    extra_params: list[torch.nn.Parameter] = []
+    transfer_info = None
+    if cfg.transfer is not None:
+        from llmkt.transfer.setup import build_transfer
+
+        setup = build_transfer(cfg, model.to(device), split, next(iter(batches.epoch(0))), device, run_dir, t.seed)
+        callbacks.extend(setup.callbacks)
+        extra_params = setup.kt.extra_parameters()
+        transfer_info = setup.info
+    callbacks.append(CSVLogger(run_dir / "metrics.csv"))
     if t.patience:
         callbacks.append(EarlyStopping(t.monitor, t.patience))
     if "tensorboard" in cfg.output.loggers:
@@ -127,7 +156,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     if "mlflow" in cfg.output.loggers:
         callbacks.append(MLflowLogger(run_dir.name, cfg.model_dump(mode="json")))
     callbacks.extend(extra_callbacks or [])
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay)
+    optimizer = torch.optim.Adam(list(model.parameters()) + extra_params, lr=t.lr, betas=t.adam_betas,
+                                 weight_decay=t.weight_decay)
     trainer = Trainer(model, epochs=t.epochs, optimizer=optimizer, grad_clip=t.grad_clip,
                       monitor=t.monitor, eval_every=t.eval_every, callbacks=callbacks,
                       run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress)
@@ -143,7 +173,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     timings = {"data_s": t_data, "train_s": t_train, "test_eval_s": t_test,
                "median_epoch_s": epoch_s[len(epoch_s) // 2] if epoch_s else 0.0,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings)
+    result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings,
+                       transfer_info, base)
     (run_dir / "results.json").write_text(json.dumps(result.summary(), indent=2))
     test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
     return result

@@ -80,6 +80,10 @@ class BERT4Rec(SequentialRecommender):
         w1 = torch.cat([self.item_emb.weight[1: self.n_items + 1], self.out_bias[1:, None]], dim=1)  # (V, D + 1)
         return linear_cross_entropy(h1, w1, seq[masked] - 1)
 
+    def sequence_mask(self, batch: Batch) -> torch.Tensor:
+        """``(B, L)`` real positions of the sequence ``loss(batch)`` encodes (masked items count as real)."""
+        return batch["seq"][:, -self.max_len:] > 0
+
     def _with_mask_slot(self, seq: torch.Tensor) -> torch.Tensor:
         seq = seq[:, -(self.max_len - 1):]  # (B, L - 1): the most recent history
         slot = torch.full((seq.shape[0], 1), self.mask_token, dtype=seq.dtype, device=seq.device)

@@ -79,6 +79,10 @@ class SASRec(SequentialRecommender):
         return (F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit))
                 + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit)))
 
+    def sequence_mask(self, batch: Batch) -> torch.Tensor:
+        """``(B, L)`` real positions of the sequence ``loss(batch)`` encodes (its inputs ``seq[:, :-1]``)."""
+        return batch["seq"][:, :-1] > 0
+
     def user_representation(self, batch: Batch) -> torch.Tensor:
         seq = batch["seq"][:, -self.max_len:]  # (B, L)
         return self.encode(seq)[:, -1]  # (B, D): the state after the most recent item

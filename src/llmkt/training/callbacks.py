@@ -27,6 +27,10 @@ class Callback:
 
     def on_batch_end(self, trainer: "Trainer", loss: float) -> None: ...
 
+    def epoch_logs(self, trainer: "Trainer") -> dict[str, float]:
+        """Values this callback adds to the epoch's logs (called before ``on_epoch_end``)."""
+        return {}
+
     def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, Any]) -> None: ...
 
     def on_fit_end(self, trainer: "Trainer") -> None: ...

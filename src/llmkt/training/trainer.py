@@ -140,6 +140,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 logs: dict[str, Any] = self.train_epoch(batches, epoch)
                 logs["epoch_seconds"] = time.perf_counter() - t0
+                for cb in self.callbacks:
+                    logs.update(cb.epoch_logs(self))
                 if validate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
                     t1 = time.perf_counter()
                     self.model.eval()

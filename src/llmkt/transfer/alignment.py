@@ -1,0 +1,62 @@
+"""Map a pooled layer output ``(B, W)`` onto the profile-vector space ``(B, d)``, and the transfer losses.
+
+* ``fixed``: the vectors were reduced to the layer's width (``d == W``); identity.
+* ``slice``: the first ``d`` of ``W`` dimensions (LLM-KT's option; ``d <= W``).
+* ``projection``: a learnable map ``W -> d`` with orthonormal rows (``torch.nn.utils.parametrizations.
+  orthogonal``). It may rotate but cannot shrink, scale or collapse, so the reconstruction has to come from the
+  layer's content; a free linear map (or a trainable target) would let the loss be met by the adapter alone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrizations
+
+from llmkt.errors import ConfigError
+
+
+class Alignment(nn.Module):
+    def __init__(self, kind: str, width: int, dim: int):
+        super().__init__()
+        self.kind, self.width, self.dim = kind, width, dim
+        self.proj: nn.Module | None = None
+        if kind == "fixed":
+            if dim != width:
+                raise ConfigError(f"transfer.alignment='fixed' needs vectors of the layer's width {width}, got {dim}; "
+                                  "reduce to that width, or use alignment 'slice' or 'projection'.")
+        elif kind == "slice":
+            if dim > width:
+                raise ConfigError(f"transfer.alignment='slice': vector width {dim} exceeds the layer width {width}.")
+        elif kind == "projection":
+            lin = nn.Linear(width, dim, bias=False)
+            self.proj = parametrizations.orthogonal(lin)
+        else:
+            raise ConfigError(f"transfer.alignment: expected fixed, slice or projection; got {kind!r}.")
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.kind == "fixed":
+            return h
+        if self.kind == "slice":
+            return h[:, : self.dim]
+        return self.proj(h)
+
+
+def per_user_loss(z: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """``(B,)`` loss per user; ``rmse`` and ``mse`` average over dimensions (rmse takes the root later)."""
+    if kind in ("mse", "rmse"):
+        return ((z - target) ** 2).mean(1)
+    if kind == "cosine":
+        return 1.0 - F.cosine_similarity(z, target, dim=1, eps=1e-8)
+    raise ConfigError(f"transfer.loss: expected rmse, mse or cosine; got {kind!r}.")
+
+
+def reduce_loss(per_user: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean over users with a vector (``mask``); users without one contribute exactly zero."""
+    w = mask.to(per_user.dtype)
+    n = w.sum()
+    mean = (per_user * w).sum() / n.clamp_min(1.0)
+    if kind == "rmse":
+        return torch.sqrt(mean + 1e-12) * (n > 0)
+    return mean

@@ -1,0 +1,196 @@
+"""``KnowledgeTransfer``: the LLM-KT auxiliary loss as a training callback.
+
+While a transfer phase is active, a forward hook on the named layer captures its output (or input); ``on_loss``
+pools it over positions (3-D outputs), aligns it to the profile-vector space and adds
+
+    L = alpha * beta * L_kt + (1 - alpha) * L_model,   beta = detach(L_model / L_kt) if dynamic_beta else 1.
+
+The hook exists only during active phases and is removed when a phase ends, when training ends and when
+training fails (``on_fit_end`` runs in the trainer's ``finally``). The model's own code is never changed, so the
+trained model serves exactly like the base model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from llmkt.errors import ConfigError
+from llmkt.training.callbacks import Callback
+from llmkt.transfer.alignment import Alignment, per_user_loss, reduce_loss
+from llmkt.transfer.layers import find_layer
+from llmkt.transfer.pooling import AttentionPool, last_position, masked_mean, recency_pool
+
+
+@dataclass
+class TransferSettings:
+    layer: str
+    point: str = "output"  # or "input"
+    pooling: str = "mean"  # mean | recency | attention | last
+    gamma: float = 0.9
+    alignment: str = "fixed"  # fixed | slice | projection
+    loss: str = "rmse"  # rmse | mse | cosine
+    alpha: float = 0.5
+    dynamic_beta: bool = False
+
+
+@dataclass
+class _EpochStats:
+    model: float = 0.0
+    kt: float = 0.0
+    beta: float = 0.0
+    covered: int = 0
+    users: int = 0
+    steps: int = 0
+
+
+@dataclass
+class KnowledgeTransfer(Callback):
+    """Adds the transfer loss on epochs where ``active(epoch)`` is true.
+
+    ``targets``: ``(n_users + 1, d)`` profile vectors by internal uid; ``mask``: ``(n_users + 1,)`` bool, False for
+    users without a vector (and users outside the transfer subset). ``sequence_mask(batch)`` gives the ``(B, L)``
+    real-position mask of the hooked layer's 3-D output.
+    """
+
+    model: nn.Module
+    targets: torch.Tensor
+    mask: torch.Tensor
+    settings: TransferSettings
+    active: Callable[[int], bool] = lambda epoch: True
+    sequence_mask: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+    layer_name: str = field(init=False, default="")
+    _handle: Any = field(init=False, default=None)
+    _captured: torch.Tensor | None = field(init=False, default=None)
+    _stats: _EpochStats = field(init=False, default_factory=_EpochStats)
+    _on: bool = field(init=False, default=False)
+    modules: nn.ModuleDict = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        if s.point not in ("output", "input"):
+            raise ConfigError(f"transfer.point: expected output or input, got {s.point!r}.")
+        if s.pooling not in ("mean", "recency", "attention", "last"):
+            raise ConfigError(f"transfer.pooling: expected mean, recency, attention or last, got {s.pooling!r}.")
+        if not 0.0 <= s.alpha <= 1.0:
+            raise ConfigError(f"transfer.alpha: expected a value in [0, 1], got {s.alpha}.")
+        self.layer_name, self.layer = find_layer(self.model, s.layer)
+        self.modules = nn.ModuleDict()
+
+    # -- set-up: width of the layer, pooling/alignment parameters -------------------------------------------------
+    def build(self, width: int, device: torch.device | str = "cpu") -> None:
+        """Create the alignment (and attention pooling) for a layer of ``width``; call before training."""
+        s = self.settings
+        self.modules["align"] = Alignment(s.alignment, width, self.targets.shape[1])
+        if s.pooling == "attention":
+            self.modules["pool"] = AttentionPool(width)
+        self.modules.to(device)
+        self.targets, self.mask = self.targets.to(device), self.mask.to(device)
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return list(self.modules.parameters())
+
+    # -- hook --------------------------------------------------------------------------------------------------
+    def _hook(self, module: nn.Module, inputs: tuple, output: Any) -> None:
+        if not module.training:  # validation/scoring passes are not part of the transfer loss
+            return
+        value = output if self.settings.point == "output" else inputs[0]
+        self._captured = value[0] if isinstance(value, (tuple, list)) else value
+
+    def attach(self) -> None:
+        if self._handle is None:
+            self._handle = self.layer.register_forward_hook(self._hook)
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._captured = None
+
+    @property
+    def attached(self) -> bool:
+        return self._handle is not None
+
+    # -- callback ----------------------------------------------------------------------------------------------
+    def on_fit_start(self, trainer) -> None:
+        if "align" not in self.modules:
+            raise RuntimeError("KnowledgeTransfer.build(width) must be called before training.")
+        extra = [p for p in self.extra_parameters() if p.requires_grad]
+        known = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
+        if extra and not any(id(p) in known for p in extra):
+            trainer.optimizer.add_param_group({"params": extra})
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        self._on = bool(self.active(epoch))
+        self._stats = _EpochStats()
+        if self._on:
+            self.attach()
+        else:
+            self.detach()
+
+    def pooled(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if h.dim() == 2:
+            return h
+        if h.dim() != 3:
+            raise RuntimeError(f"transfer: layer {self.layer_name!r} gave a {h.dim()}-D output; expected 2-D or 3-D.")
+        if self.sequence_mask is None:
+            raise RuntimeError("transfer: a 3-D layer output needs sequence_mask(batch) for pooling.")
+        m = self.sequence_mask(batch)
+        if m.shape != h.shape[:2]:
+            raise RuntimeError(f"transfer: mask shape {tuple(m.shape)} does not match the layer output "
+                               f"{tuple(h.shape)}; the layer's positions differ from the batch's sequence.")
+        p = self.settings.pooling
+        if p == "mean":
+            return masked_mean(h, m)
+        if p == "recency":
+            return recency_pool(h, m, self.settings.gamma)
+        if p == "last":
+            return last_position(h, m)
+        return self.modules["pool"](h, m)
+
+    def transfer_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        h = self._captured
+        if h is None:
+            raise RuntimeError(f"transfer: layer {self.layer_name!r} did not run in model.loss(batch); pick a layer "
+                               "on the training path.")
+        z = self.modules["align"](self.pooled(h, batch))  # (B, d)
+        uid = batch["uid"]
+        m = self.mask[uid]
+        loss = reduce_loss(per_user_loss(z, self.targets[uid], self.settings.loss), m, self.settings.loss)
+        return loss, int(m.sum())
+
+    def on_loss(self, trainer, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
+        if not self._on:
+            return loss
+        l_kt, covered = self.transfer_loss(batch)
+        self._captured = None
+        s = self.settings
+        beta = (loss.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
+            loss.new_tensor(1.0)
+        st = self._stats
+        st.model += float(loss.detach())
+        st.kt += float(l_kt.detach())
+        st.beta += float(beta)
+        st.covered += covered
+        st.users += int(batch["uid"].shape[0])
+        st.steps += 1
+        return s.alpha * beta * l_kt + (1.0 - s.alpha) * loss
+
+    def epoch_logs(self, trainer) -> dict[str, float]:
+        st = self._stats
+        if not self._on or st.steps == 0:
+            return {"kt/active": 0.0}
+        return {"kt/active": 1.0, "kt/L_model": st.model / st.steps, "kt/L_kt": st.kt / st.steps,
+                "kt/beta": st.beta / st.steps, "kt/coverage": st.covered / max(st.users, 1)}
+
+    def on_fit_end(self, trainer) -> None:
+        self.detach()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"modules": self.modules.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.modules.load_state_dict(state["modules"])

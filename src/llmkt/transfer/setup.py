@@ -1,0 +1,121 @@
+"""From a ``transfer:`` config section to the callbacks that run knowledge transfer.
+
+Steps: load the profile vectors; find the target layer (or take the model's default); read the layer's width
+from one dry forward pass on a training batch; fit the reducer on training users' vectors only (seeded) and
+save it; build the ``KnowledgeTransfer`` and ``PhaseFreezer`` callbacks for the schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmkt.data import columns as C
+from llmkt.data.splits import Split
+from llmkt.errors import ConfigError
+from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
+from llmkt.transfer.layers import find_layer
+from llmkt.transfer.reduce import Reducer
+from llmkt.transfer.schedule import Phase, PhaseFreezer, phase_at, resolve_phases
+from llmkt.transfer.vectors import ProfileVectors
+
+#: Default target layer per model (used when ``transfer.layer`` is omitted). A callable gets the model.
+DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
+    "SASRec": lambda m: f"blocks.{len(m.blocks) - 1}",
+    "BERT4Rec": lambda m: f"blocks.{len(m.blocks) - 1}",
+}
+
+
+def default_layer(model: nn.Module) -> str:
+    entry = DEFAULT_LAYERS.get(type(model).__name__)
+    if entry is None:
+        raise ConfigError(f"transfer.layer: {type(model).__name__} has no default target layer; name one "
+                          "(`llmkt inspect-model` lists them).")
+    return entry(model) if callable(entry) else entry
+
+
+def layer_width(model: nn.Module, layer: nn.Module, batch: dict[str, torch.Tensor], point: str) -> int:
+    """Width of the layer's output (or input) on the training path, from one forward pass without gradients."""
+    seen: dict[str, int] = {}
+
+    def hook(_m, inputs, output):
+        value = output if point == "output" else inputs[0]
+        value = value[0] if isinstance(value, (tuple, list)) else value
+        seen["width"] = int(value.shape[-1])
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model.loss(batch)
+    finally:
+        handle.remove()
+    if "width" not in seen:
+        raise ConfigError("transfer.layer: the layer did not run in model.loss(batch); choose a layer on the "
+                          "training path.")
+    return seen["width"]
+
+
+@dataclass
+class TransferSetup:
+    callbacks: list
+    kt: KnowledgeTransfer
+    phases: list[Phase]
+    reducer: Reducer
+    coverage: float
+    info: dict[str, Any]
+
+
+def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, torch.Tensor],
+                   device: torch.device, run_dir: Path | None, seed: int) -> TransferSetup:
+    t = cfg.transfer
+    ds = split.dataset
+    vectors = ProfileVectors.load(t.vectors.path, t.vectors.ids)
+    raw, has_vec = vectors.aligned(ds)  # (n_users + 1, d_in), (n_users + 1,)
+    coverage = float(has_vec[1:].mean())
+    if coverage == 0:
+        raise ConfigError(f"transfer.vectors: none of the {len(vectors.user_ids)} vectors matches a user of "
+                          f"{ds.name} (ids like {vectors.user_ids[:3].tolist()} vs {ds.user_map.external_ids[:3]}).")
+    spec = t.layer or default_layer(model)
+    layer_name, layer = find_layer(model, spec)
+    width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
+    dim = t.reducer.dim or width
+    if t.alignment == "fixed" and dim != width:
+        raise ConfigError(f"transfer.reducer.dim={dim} but alignment 'fixed' needs the layer width {width}.")
+
+    # Fit the reducer on training users with a vector, only.
+    train_users = np.unique(split.train[C.UID].to_numpy())
+    fit_rows = train_users[has_vec[train_users]]
+    reducer = Reducer(t.reducer.method, None if t.reducer.method == "none" else dim, seed,
+                      {"n_neighbors": t.reducer.n_neighbors, "min_dist": t.reducer.min_dist,
+                       "metric": t.reducer.metric})
+    reducer.fit(raw[fit_rows])
+    targets = np.zeros((ds.n_users + 1, reducer.dim), dtype=np.float32)
+    targets[has_vec] = reducer.transform(raw[has_vec])
+    if run_dir is not None:
+        reducer.save(run_dir / "reducer.pkl")
+
+    phases = resolve_phases(t.schedule, cfg.training.epochs)
+    mask = has_vec.copy()
+    transfer_phases = [p for p in phases if p.kind == "transfer"]
+    share = min((p.users for p in transfer_phases), default=1.0)
+    if share < 1.0:  # a seeded subset of training users takes part in the transfer loss
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(fit_rows, size=max(1, int(round(share * len(fit_rows)))), replace=False)
+        mask = np.zeros_like(has_vec)
+        mask[chosen] = True
+
+    settings = TransferSettings(layer=layer_name, point=t.point, pooling=t.pooling, gamma=t.gamma,
+                                alignment=t.alignment, loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta)
+    kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
+                           active=lambda epoch: phase_at(phases, epoch).kind == "transfer",
+                           sequence_mask=getattr(model, "sequence_mask", None))
+    kt.build(width, device)
+    info = {"layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
+            "reducer": reducer.method, "coverage": coverage, "transfer_users": int(mask.sum()),
+            "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta}
+    return TransferSetup([kt, PhaseFreezer(model, phases)], kt, phases, reducer, coverage, info)

@@ -1,0 +1,231 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import llmkt
+from llmkt.config import validate_config
+from llmkt.data import Dataset
+from llmkt.errors import ConfigError
+from llmkt.models import BERT4Rec, SASRec
+from llmkt.training.callbacks import Callback
+from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
+from llmkt.transfer.vectors import ProfileVectors
+from tests.conftest import random_interactions
+
+N_ITEMS, L = 20, 6
+
+
+def _batch(b=4):
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randint(1, N_ITEMS + 1, (b, L + 1), generator=g)
+    seq[0, :3] = 0
+    return {"uid": torch.arange(1, b + 1), "seq": seq}
+
+
+def _kt(model, layer, dim=8, mask=None, **kw):
+    targets = torch.randn(6, dim, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(6, dtype=torch.bool) if mask is None else mask
+    kt = KnowledgeTransfer(model, targets, mask, TransferSettings(layer=layer, **kw),
+                           sequence_mask=model.sequence_mask)
+    kt.build(width=8)
+    kt.on_epoch_start(None, 1)
+    return kt
+
+
+def test_transfer_gradient_reaches_only_upstream_parameters():
+    torch.manual_seed(0)
+    m = SASRec(N_ITEMS, max_len=L, hidden=8, n_heads=2)
+    kt = _kt(m, "blocks.0", alpha=1.0)
+    b = _batch()
+    loss = kt.on_loss(None, b, m.loss(b).detach())  # alpha=1: only the transfer term carries gradient
+    loss.backward()
+    for name, p in m.named_parameters():
+        upstream = name.startswith(("item_emb", "pos_emb", "blocks.0."))
+        has_grad = p.grad is not None and p.grad.abs().sum() > 0
+        assert has_grad == upstream, name
+    kt.detach()
+
+
+def test_beta_follows_definition_and_is_detached():
+    torch.manual_seed(0)
+    m = SASRec(N_ITEMS, max_len=L, hidden=8, n_heads=2, dropout=0.0)  # two forwards give the same graph
+    kt = _kt(m, "blocks.1", alpha=0.3, dynamic_beta=True)
+    b = _batch()
+    l_model = m.loss(b)
+    l_kt, _ = kt.transfer_loss(b)
+    m.loss(b)  # run again so the hook captures for on_loss
+    total = kt.on_loss(None, b, l_model)
+    beta = l_model.detach() / l_kt.detach()
+    assert torch.allclose(total, 0.3 * beta * l_kt + 0.7 * l_model)
+    assert torch.allclose(total, l_model)  # with dynamic beta both terms are rescaled to L_model's size
+    # beta is a constant: d total / d L_kt = alpha * beta (checked through a parameter's gradient)
+    w = m.blocks[1].ffn.fc2.bias
+    g_total = torch.autograd.grad(total, w, retain_graph=True)[0]
+    g_expected = torch.autograd.grad(0.3 * beta * l_kt + 0.7 * l_model, w)[0]
+    assert torch.allclose(g_total, g_expected)
+    assert kt.epoch_logs(None)["kt/beta"] == pytest.approx(float(beta))
+    kt.detach()
+
+
+def test_masked_users_contribute_zero():
+    torch.manual_seed(0)
+    m = SASRec(N_ITEMS, max_len=L, hidden=8, n_heads=2).eval()
+    m.train()
+    mask = torch.tensor([False, True, False, True, True, True])  # users 2 (row 2) masked
+    kt = _kt(m, "blocks.1", mask=mask)
+    b = _batch()
+    torch.manual_seed(5)
+    m.loss(b)
+    a, covered = kt.transfer_loss(b)
+    kt.targets[2] += 100.0  # changing a masked user's target changes nothing
+    torch.manual_seed(5)
+    m.loss(b)
+    a2, _ = kt.transfer_loss(b)
+    assert covered == 3 and torch.allclose(a, a2)
+    kt.mask[:] = False
+    torch.manual_seed(5)
+    m.loss(b)
+    zero, covered = kt.transfer_loss(b)
+    assert covered == 0 and zero.item() == 0.0
+    kt.detach()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    ds = Dataset.from_frames(random_interactions(n_users=40, n_items=30, per_user=10), name="small")
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("vec") / "vectors.npz"
+    # 30 of 40 users have a vector
+    ProfileVectors(ds.user_map.external_ids[:30], rng.normal(size=(30, 24)), {"encoder": "random"}).save(path)
+    return ds, path
+
+
+def _cfg(tmp_path, vec, **transfer):
+    return {"model": {"name": "sasrec", "max_len": 10, "hidden": 16, "n_heads": 2},
+            "training": {"epochs": 4, "batch_size": 8, "lr": 0.01, "progress": False, "seed": 7},
+            "output": {"dir": str(tmp_path)},
+            "transfer": {"vectors": {"path": str(vec)}, "reducer": {"method": "pca"}, "compare_base": False,
+                         "schedule": [{"step": "transfer", "epochs": 2}, {"step": "finetune", "epochs": 2}],
+                         **transfer}}
+
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
+def test_phases_switch_hooks_removed_and_logs(tmp_path, small):
+    ds, vec = small
+    res = llmkt.train(_cfg(tmp_path, vec, dynamic_beta=True), data=ds)
+    assert [h["kt/active"] for h in res.history] == [1.0, 1.0, 0.0, 0.0]
+    assert all(h["kt/coverage"] == pytest.approx(0.75, abs=0.1) for h in res.history[:2])
+    assert "kt/L_kt" in res.history[0] and "kt/L_kt" not in res.history[2]
+    assert _hooks(res.model) == 0
+    assert res.transfer["coverage"] == pytest.approx(0.75) and res.transfer["layer"] == "blocks.1"
+    rows = pd.read_csv(res.run_dir / "metrics.csv")
+    assert rows["kt/active"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert (res.run_dir / "reducer.pkl").exists()
+
+
+def test_hooks_removed_after_an_exception(tmp_path, small):
+    ds, vec = small
+    seen = {}
+
+    class Boom(Callback):
+        def on_batch_end(self, trainer, loss):
+            seen["model"] = trainer.model
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        llmkt.train(_cfg(tmp_path, vec), data=ds, extra_callbacks=[Boom()])
+    assert _hooks(seen["model"]) == 0
+
+
+def test_freeze_applies_only_in_its_phase(tmp_path, small):
+    ds, vec = small
+
+    class Snap(Callback):
+        def __init__(self):
+            self.emb = []
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            self.emb.append(trainer.model.item_emb.weight.detach().clone())
+
+    snap = Snap()
+    cfg = _cfg(tmp_path, vec)
+    cfg["transfer"]["schedule"][0]["freeze"] = ["item_emb"]
+    res = llmkt.train(cfg, data=ds, extra_callbacks=[snap])
+    assert torch.equal(snap.emb[0], snap.emb[1])  # frozen during the transfer phase
+    assert not torch.equal(snap.emb[1], snap.emb[3])  # trained in fine-tuning
+    assert all(p.requires_grad for p in res.model.parameters())
+
+
+def test_trained_model_serves_like_a_fresh_base_model(tmp_path, small):
+    ds, vec = small
+    res = llmkt.train(_cfg(tmp_path, vec, pooling="attention", alignment="projection"), data=ds)
+    fresh = SASRec(ds.n_items, max_len=10, hidden=16, n_heads=2)
+    fresh.load_state_dict(torch.load(res.run_dir / "best.pt", weights_only=True))
+    res.model.eval(), fresh.eval()
+    batch = {"uid": torch.arange(1, 6), "seq": torch.randint(1, ds.n_items + 1, (5, 10))}
+    assert torch.equal(res.model.score(batch), fresh.score(batch))
+    assert set(fresh.state_dict()) == set(res.model.state_dict())  # no transfer parameters inside the model
+
+
+def test_compare_base_reports_both(tmp_path, small):
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec)
+    cfg["transfer"]["compare_base"] = True
+    res = llmkt.train(cfg, data=ds)
+    s = res.summary()
+    assert set(s["base"]["test"]) == set(s["test"]) and "NDCG@10" in s["paired_vs_base"]
+    assert "kt/active" not in res.base.history[0]
+
+
+def test_unknown_step_and_layer_fail_before_work(tmp_path, small):
+    ds, vec = small
+    bad = _cfg(tmp_path, vec)
+    bad["transfer"]["schedule"][0]["step"] = "tranfer"
+    with pytest.raises(ConfigError, match="transfer.schedule.0: Input tag 'tranfer'"):
+        validate_config(bad)
+    with pytest.raises(ConfigError, match=r"no layer of SASRec matches 'block.9'.*available layers"):
+        llmkt.train(_cfg(tmp_path, vec, layer="block.9"), data=ds)
+    with pytest.raises(ConfigError, match="last 3 epochs but training.epochs is 4"):
+        cfg = _cfg(tmp_path, vec)
+        cfg["transfer"]["schedule"][1]["epochs"] = 1
+        llmkt.train(cfg, data=ds)
+
+
+def test_bert4rec_and_a_users_own_module(small):
+    ds, _ = small
+    torch.manual_seed(0)
+    m = BERT4Rec(N_ITEMS, max_len=L, hidden=8, n_heads=2)
+    kt = _kt(m, "blocks.0", pooling="recency")
+    b = _batch()
+    total = kt.on_loss(None, b, m.loss(b))
+    total.backward()
+    assert m.pos_emb.weight.grad is not None and torch.isfinite(total)
+    kt.detach()
+
+    class TwoTower(nn.Module):  # a user's own model: no sequence, a 2-D user layer
+        def __init__(self):
+            super().__init__()
+            self.user = nn.Embedding(10, 8)
+            self.user_mlp = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+            self.item = nn.Embedding(N_ITEMS + 1, 8)
+
+        def loss(self, batch):
+            u = self.user_mlp(self.user(batch["uid"]))
+            return nn.functional.cross_entropy(u @ self.item.weight.T, batch["seq"][:, -1])
+
+    own = TwoTower()
+    targets = torch.randn(10, 4)
+    kt = KnowledgeTransfer(own, targets, torch.ones(10, dtype=torch.bool),
+                           TransferSettings(layer="user_mlp", alignment="slice", loss="cosine", alpha=1.0))
+    kt.build(width=8)
+    kt.on_epoch_start(None, 1)
+    total = kt.on_loss(None, b, own.loss(b).detach())
+    total.backward()
+    assert own.user.weight.grad.abs().sum() > 0 and own.item.weight.grad is None
+    kt.on_fit_end(None)
+    assert _hooks(own) == 0
