@@ -16,7 +16,8 @@ def table() -> str:
     rows = ["| run | library / model | NDCG@10 | HR@10 | NDCG@20 | median s/epoch | epochs | score all users (s) "
             "| peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|"]
     names = [n for n in ORDER if (RESULTS / f"{n}.json").exists()]
-    names += sorted(p.stem for p in RESULTS.glob("*.json") if p.stem not in names)
+    names += sorted(p.stem for p in RESULTS.glob("*.json")
+                    if p.stem not in names and "library" in json.loads(p.read_text()))
     for name in names:
         r = json.loads((RESULTS / f"{name}.json").read_text())
         rows.append(f"| `{name}` | {r['library']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['NDCG@20']:.4f} "

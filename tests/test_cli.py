@@ -17,7 +17,8 @@ def test_config_schema_lists_sections():
     out = CliRunner().invoke(main, ["config-schema"])
     assert out.exit_code == 0
     schema = json.loads(out.output)
-    assert set(schema["properties"]) == {"data", "split", "model", "training", "evaluation", "output"}
+    assert set(schema["properties"]) == {"data", "split", "model", "training", "evaluation", "output",
+                                            "transfer"}
 
 
 def test_train_rejects_bad_config_before_work(tmp_path):

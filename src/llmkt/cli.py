@@ -117,11 +117,16 @@ def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) 
     import torch
 
     model = build_model(cfg.model, n_items)
-    length = getattr(model, "max_len", 20)
-    batch = {"uid": torch.tensor([1, 2]), "seq": torch.randint(1, n_items + 1, (2, length + 1))}
+    if model.kind == "user_rows":
+        batch = {"uid": torch.tensor([1, 2]), "items": (torch.rand(2, n_items + 1) < 0.1).float()}
+        what = "user rows"
+    else:
+        length = model.max_len
+        batch = {"uid": torch.tensor([1, 2]), "seq": torch.randint(1, n_items + 1, (2, length + 1))}
+        what = f"sequence length {length}"
     shapes = output_shapes(model, lambda: model.loss(batch))
     modules = dict(model.named_modules())
-    click.echo(f"{type(model).__name__} (dry run: batch of 2, sequence length {length}, {n_items} items)")
+    click.echo(f"{type(model).__name__} (dry run: batch of 2, {what}, {n_items} items)")
     click.echo(f"default transfer layer: {default_layer(model)}")
     for name, module in modules.items():
         if name:

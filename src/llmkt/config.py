@@ -79,7 +79,16 @@ class BERT4RecConfig(Strict):
     mask_prob: float = Field(0.2, gt=0, lt=1)
 
 
-ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig], Field(discriminator="name")]
+class MultVAEConfig(Strict):
+    name: Literal["multvae"]
+    hidden: int = Field(600, ge=1)
+    latent: int = Field(200, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+    anneal_cap: float = Field(0.2, ge=0)
+    anneal_steps: int = Field(20000, ge=1)
+
+
+ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig], Field(discriminator="name")]
 
 
 class TrainingConfig(Strict):
@@ -140,6 +149,7 @@ class VectorsConfig(Strict):
 class ReducerConfig(Strict):
     method: Literal["umap", "pca", "none"] = "umap"
     dim: int | None = Field(None, ge=1, description="output width; default: the hooked layer's width")
+    load: str | None = Field(None, description="reuse a fitted reducer (a run's reducer.pkl) instead of fitting")
     n_neighbors: int = Field(15, ge=2)
     min_dist: float = Field(0.1, ge=0)
     metric: str = "cosine"

@@ -166,7 +166,7 @@ def test_trained_model_serves_like_a_fresh_base_model(tmp_path, small):
     res = llmkt.train(_cfg(tmp_path, vec, pooling="attention", alignment="projection"), data=ds)
     fresh = SASRec(ds.n_items, max_len=10, hidden=16, n_heads=2)
     fresh.load_state_dict(torch.load(res.run_dir / "best.pt", weights_only=True))
-    res.model.eval(), fresh.eval()
+    res.model.cpu().eval(), fresh.eval()
     batch = {"uid": torch.arange(1, 6), "seq": torch.randint(1, ds.n_items + 1, (5, 10))}
     assert torch.equal(res.model.score(batch), fresh.score(batch))
     assert set(fresh.state_dict()) == set(res.model.state_dict())  # no transfer parameters inside the model
@@ -229,3 +229,51 @@ def test_bert4rec_and_a_users_own_module(small):
     assert own.user.weight.grad.abs().sum() > 0 and own.item.weight.grad is None
     kt.on_fit_end(None)
     assert _hooks(own) == 0
+
+
+def test_multvae_transfer_into_mu(tmp_path, small):
+    ds, vec = small
+    torch.manual_seed(0)
+    from llmkt.models import MultVAE
+
+    m = MultVAE(N_ITEMS, hidden=16, latent=8)
+    kt = KnowledgeTransfer(m, torch.randn(6, 8), torch.ones(6, dtype=torch.bool),
+                           TransferSettings(layer="mu", alpha=1.0))
+    kt.build(width=8)
+    kt.on_epoch_start(None, 1)
+    x = (torch.rand(4, N_ITEMS + 1) < 0.3).float()
+    b = {"uid": torch.arange(1, 5), "items": x}
+    kt.on_loss(None, b, m.loss(b).detach()).backward()
+    for name, p in m.named_parameters():
+        upstream = name.startswith(("encoder.", "mu."))
+        assert (p.grad is not None and p.grad.abs().sum() > 0) == upstream, name
+    kt.detach()
+    # end to end through the runner, default layer from the table
+    cfg = _cfg(tmp_path, vec, reducer={"method": "pca"})
+    cfg["model"] = {"name": "multvae", "hidden": 16, "latent": 8}
+    res = llmkt.train(cfg, data=ds)
+    assert res.transfer["layer"] == "mu" and res.transfer["vector_dim"] == 8
+    assert [h["kt/active"] for h in res.history] == [1.0, 1.0, 0.0, 0.0] and _hooks(res.model) == 0
+
+
+def test_reducer_is_fitted_on_training_users_only(tmp_path):
+    from llmkt.data import global_temporal
+    from llmkt.training.batches import SequenceBatches
+    from llmkt.transfer.setup import build_transfer
+
+    df = random_interactions(n_users=30, n_items=20, per_user=8)
+    late = pd.DataFrame({"user_id": ["late"] * 3, "item_id": ["i1", "i2", "i3"], "rating": 5,
+                         "timestamp": [5000, 5001, 5002]})  # only after the test boundary
+    ds = Dataset.from_frames(pd.concat([df, late], ignore_index=True))
+    split = global_temporal(ds, 0.8, 0.9)
+    assert "late" not in set(split.train["user_id"])
+    rng = np.random.default_rng(0)
+    vec = tmp_path / "v.npz"
+    ProfileVectors(ds.user_map.external_ids, rng.normal(size=(ds.n_users, 24)), {}).save(vec)
+    cfg = validate_config(_cfg(tmp_path, vec))
+    model = SASRec(ds.n_items, max_len=10, hidden=16, n_heads=2)
+    batches = SequenceBatches(split.train, ds.n_users, 10, 8)
+    setup = build_transfer(cfg, model, split, next(iter(batches.epoch(0))), torch.device("cpu"), None, 0)
+    n_train_users = split.train["uid"].nunique()
+    assert setup.reducer.fitted_on == n_train_users < ds.n_users
+    assert setup.info["reducer_fitted_on"] == n_train_users

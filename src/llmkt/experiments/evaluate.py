@@ -22,4 +22,4 @@ def evaluate_run(run_dir: str | Path, stage: str = "test") -> EvalResult:
     split = split_dataset(cfg, ds)
     model = build_model(cfg.model, ds.n_items)
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-    return evaluate_model(model, split, stage, protocol_of(cfg), cfg.model.max_len, cfg.training.eval_batch_size)
+    return evaluate_model(model, split, stage, protocol_of(cfg), None, cfg.training.eval_batch_size)

@@ -24,7 +24,7 @@ from llmkt.evaluation.ranking import EvalResult, RankingProtocol, evaluate_ranki
 from llmkt.evaluation.significance import paired_test
 from llmkt.models.base import Recommender
 from llmkt.models.registry import build_model
-from llmkt.training.batches import SequenceBatches, SequenceScorer
+from llmkt.training.batches import SequenceBatches, SequenceScorer, UserRowBatches, UserRowScorer
 from llmkt.training.callbacks import Callback, CSVLogger, EarlyStopping, MLflowLogger, TensorBoardLogger
 from llmkt.training.seeding import seed_everything
 from llmkt.training.trainer import Trainer, resolve_device
@@ -78,12 +78,23 @@ def protocol_of(cfg: RunConfig) -> RankingProtocol:
                            n_negatives=e.n_negatives, sampler=e.sampler, seed=cfg.training.seed)
 
 
-def evaluate_model(model: Recommender, split: Split, stage: str, protocol: RankingProtocol, max_len: int,
-                   batch_size: int = 512, device: torch.device | str = "cpu") -> EvalResult:
+def make_batches(model: Recommender, split: Split, cfg: RunConfig):
+    ds, t = split.dataset, cfg.training
+    if model.kind == "user_rows":
+        return UserRowBatches(split.train, ds.n_users, ds.n_items, t.batch_size, seed=t.seed)
+    return SequenceBatches(split.train, ds.n_users, model.max_len, t.batch_size, seed=t.seed, window=t.window)
+
+
+def evaluate_model(model: Recommender, split: Split, stage: str, protocol: RankingProtocol,
+                   max_len: int | None = None, batch_size: int = 512,
+                   device: torch.device | str = "cpu") -> EvalResult:
     """Rank all items for every user with targets in ``stage`` ('valid' or 'test')."""
     ds = split.dataset
     history = split.history(stage)  # train for valid; train + valid for test
-    scorer = SequenceScorer(model, history, ds.n_users, max_len, device)
+    if model.kind == "user_rows":
+        scorer = UserRowScorer(model, history, ds.n_users, ds.n_items, device)
+    else:
+        scorer = SequenceScorer(model, history, ds.n_users, max_len or model.max_len, device)
     model.eval()
     return evaluate_ranking(scorer, history, split.targets(stage), ds.n_users, ds.n_items, protocol,
                             batch_size=batch_size, stage=stage, user_ids=ds.user_map.external_ids)
@@ -131,8 +142,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     split = split_dataset(cfg, ds)
     t_data = time.perf_counter() - t0
     model = build_model(cfg.model, ds.n_items)
-    max_len = cfg.model.max_len
-    batches = SequenceBatches(split.train, ds.n_users, max_len, t.batch_size, seed=t.seed, window=t.window)
+    max_len = getattr(model, "max_len", None)
+    batches = make_batches(model, split, cfg)
     protocol = protocol_of(cfg)
 
     def validate(m: torch.nn.Module) -> EvalResult:

@@ -6,9 +6,10 @@ from typing import Callable
 
 from llmkt.models.base import Recommender
 from llmkt.models.bert4rec import BERT4Rec
+from llmkt.models.multvae import MultVAE
 from llmkt.models.sasrec import SASRec
 
-_BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec": BERT4Rec}
+_BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec": BERT4Rec, "multvae": MultVAE}
 
 
 def available_models() -> list[str]:

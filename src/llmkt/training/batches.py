@@ -66,3 +66,53 @@ class SequenceScorer:
         idx = torch.from_numpy(np.asarray(uids, dtype=np.int64))
         batch = {"uid": idx.to(self.device), "seq": self.matrix[idx].to(self.device)}
         return self.model.score(batch).float().cpu()
+
+
+class UserRowBatches:
+    """Training batches for user-row models (Mult-VAE ...): ``{"uid": (B,), "items": (B, n_items + 1)}`` multi-hot
+    rows of each user's training items, users shuffled by ``(seed, epoch)``."""
+
+    def __init__(self, train: pd.DataFrame, n_users: int, n_items: int, batch_size: int, seed: int = 0):
+        self.indptr, self.items = csr_items(train, n_users)
+        self.n_items, self.batch_size, self.seed = n_items, batch_size, seed
+        self.users = np.flatnonzero(np.diff(self.indptr) > 0).astype(np.int64)
+
+    def __len__(self) -> int:
+        return (len(self.users) + self.batch_size - 1) // self.batch_size
+
+    def rows(self, uids: np.ndarray) -> torch.Tensor:
+        return user_rows(self.indptr, self.items, uids, self.n_items)
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = self.users[rng.permutation(len(self.users))]
+        for start in range(0, len(order), self.batch_size):
+            uids = order[start:start + self.batch_size]
+            yield {"uid": torch.from_numpy(uids), "items": self.rows(uids)}
+
+
+def user_rows(indptr: np.ndarray, items: np.ndarray, uids: np.ndarray, n_items: int) -> torch.Tensor:
+    """Dense multi-hot ``(B, n_items + 1)`` rows for ``uids`` from a CSR incidence (vectorised)."""
+    lens = indptr[uids + 1] - indptr[uids]
+    rows = np.repeat(np.arange(len(uids)), lens)
+    block_start = np.cumsum(lens) - lens  # where each user's entries begin in the flat output
+    pos = np.arange(int(lens.sum())) - np.repeat(block_start, lens) + np.repeat(indptr[uids], lens)
+    cols = items[pos]
+    out = torch.zeros(len(uids), n_items + 1)
+    out[torch.from_numpy(rows), torch.from_numpy(cols)] = 1.0
+    return out
+
+
+class UserRowScorer:
+    """Scores users from their history rows: ``model.score({"uid", "items"})``."""
+
+    def __init__(self, model: torch.nn.Module, history: pd.DataFrame, n_users: int, n_items: int,
+                 device: torch.device | str = "cpu"):
+        self.model, self.device, self.n_items = model, torch.device(device), n_items
+        self.indptr, self.items = csr_items(history, n_users)
+
+    def __call__(self, uids: np.ndarray) -> torch.Tensor:
+        uids = np.asarray(uids, dtype=np.int64)
+        batch = {"uid": torch.from_numpy(uids).to(self.device),
+                 "items": user_rows(self.indptr, self.items, uids, self.n_items).to(self.device)}
+        return self.model.score(batch).float().cpu()

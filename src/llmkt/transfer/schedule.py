@@ -8,6 +8,7 @@ frozen during that phase only.
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -26,10 +27,19 @@ class Phase:
 
 
 def resolve_phases(steps: list, total_epochs: int) -> list[Phase]:
-    """Turn config steps into consecutive epoch ranges that cover exactly ``total_epochs``."""
+    """Turn config steps into consecutive epoch ranges that cover exactly ``total_epochs``.
+
+    A ``fraction`` step lasts ``floor(fraction * total + 0.5)`` epochs; the last step, if given as a fraction,
+    takes whatever remains (so 0.5 / 0.5 of 5 epochs is 3 + 2).
+    """
     phases, start = [], 1
     for i, st in enumerate(steps):
-        n = st.epochs if st.epochs is not None else int(round(st.fraction * total_epochs))
+        if st.epochs is not None:
+            n = st.epochs
+        elif i == len(steps) - 1:
+            n = total_epochs - (start - 1)
+        else:
+            n = math.floor(st.fraction * total_epochs + 0.5)
         if n < 0:
             raise ConfigError(f"transfer.schedule[{i}]: negative length.")
         phases.append(Phase(st.step, start, start + n - 1, tuple(st.freeze), getattr(st, "users", 1.0)))

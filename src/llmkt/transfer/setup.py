@@ -28,6 +28,7 @@ from llmkt.transfer.vectors import ProfileVectors
 DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
     "SASRec": lambda m: f"blocks.{len(m.blocks) - 1}",
     "BERT4Rec": lambda m: f"blocks.{len(m.blocks) - 1}",
+    "MultVAE": "mu",
 }
 
 
@@ -90,10 +91,16 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
     # Fit the reducer on training users with a vector, only.
     train_users = np.unique(split.train[C.UID].to_numpy())
     fit_rows = train_users[has_vec[train_users]]
-    reducer = Reducer(t.reducer.method, None if t.reducer.method == "none" else dim, seed,
-                      {"n_neighbors": t.reducer.n_neighbors, "min_dist": t.reducer.min_dist,
-                       "metric": t.reducer.metric})
-    reducer.fit(raw[fit_rows])
+    if t.reducer.load:
+        reducer = Reducer.load(t.reducer.load)
+        if reducer.dim != dim and t.alignment == "fixed":
+            raise ConfigError(f"transfer.reducer.load: the saved reducer outputs {reducer.dim} dimensions, the "
+                              f"layer is {dim} wide.")
+    else:
+        reducer = Reducer(t.reducer.method, None if t.reducer.method == "none" else dim, seed,
+                          {"n_neighbors": t.reducer.n_neighbors, "min_dist": t.reducer.min_dist,
+                           "metric": t.reducer.metric})
+        reducer.fit(raw[fit_rows])
     targets = np.zeros((ds.n_users + 1, reducer.dim), dtype=np.float32)
     targets[has_vec] = reducer.transform(raw[has_vec])
     if run_dir is not None:
@@ -116,6 +123,6 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
                            sequence_mask=getattr(model, "sequence_mask", None))
     kt.build(width, device)
     info = {"layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
-            "reducer": reducer.method, "coverage": coverage, "transfer_users": int(mask.sum()),
+            "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage, "transfer_users": int(mask.sum()),
             "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta}
     return TransferSetup([kt, PhaseFreezer(model, phases)], kt, phases, reducer, coverage, info)

@@ -1,0 +1,58 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmkt.data import Dataset
+from llmkt.errors import ConfigError, DataError
+from llmkt.transfer.reduce import Reducer
+from llmkt.transfer.vectors import ProfileVectors
+
+
+def test_pca_recovers_the_dominant_axis_and_is_deterministic(tmp_path):
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=200)
+    x = np.stack([t * 3, t * 3 + rng.normal(0, 0.01, 200), rng.normal(0, 0.1, 200)], 1)
+    r = Reducer("pca", 1).fit(x)
+    comp = r.state["components"][0]
+    assert np.allclose(np.abs(comp), [1 / np.sqrt(2), 1 / np.sqrt(2), 0], atol=0.01)
+    assert r.state["explained_variance_ratio"][0] > 0.99
+    assert np.allclose(r.transform(x)[:, 0], (x - x.mean(0)) @ comp, atol=1e-5)
+    r.save(tmp_path / "r.pkl")
+    assert np.array_equal(Reducer.load(tmp_path / "r.pkl").transform(x), r.transform(x))
+    with pytest.raises(ConfigError, match="cannot produce more dimensions"):
+        Reducer("pca", 5).fit(x)
+
+
+def test_umap_is_seeded():
+    pytest.importorskip("umap")
+    x = np.random.default_rng(0).normal(size=(60, 10))
+    a = Reducer("umap", 2, seed=3, umap_params={"n_neighbors": 5}).fit(x).transform(x[:5])
+    b = Reducer("umap", 2, seed=3, umap_params={"n_neighbors": 5}).fit(x).transform(x[:5])
+    assert a.shape == (5, 2) and np.allclose(a, b)
+
+
+def test_vectors_align_to_internal_ids_and_report_coverage(tmp_path):
+    ds = Dataset.from_frames(pd.DataFrame({"user_id": [10, 10, 20, 30], "item_id": [1, 2, 1, 2]}))
+    pv = ProfileVectors(np.array([30, 10, 99]), np.array([[3.0, 3.0], [1.0, 1.0], [9.0, 9.0]]), {"encoder": "x"})
+    mat, mask = pv.aligned(ds)
+    assert mask.tolist() == [False, True, False, True]  # uid 1=10, 2=20 (no vector), 3=30; 99 is unknown
+    assert mat[1].tolist() == [1.0, 1.0] and mat[3].tolist() == [3.0, 3.0] and mat[2].tolist() == [0.0, 0.0]
+    assert pv.coverage(ds) == pytest.approx(2 / 3)
+    back = ProfileVectors.load(pv.save(tmp_path / "v.npz"))
+    assert back.meta == {"encoder": "x"} and np.array_equal(back.vectors, pv.vectors)
+    np.save(tmp_path / "m.npy", pv.vectors)
+    (tmp_path / "ids.txt").write_text("30\n10\n99\n")
+    from_npy = ProfileVectors.load(tmp_path / "m.npy", tmp_path / "ids.txt")
+    assert np.array_equal(from_npy.aligned(ds)[1], mask)  # text ids matched to integer ids
+    pd.DataFrame({"user_id": [10, 30], "a": [1.0, 2.0], "b": [0.0, 1.0]}).to_csv(tmp_path / "v.csv", index=False)
+    assert ProfileVectors.load(tmp_path / "v.csv").dim == 2
+
+
+def test_bad_vectors_are_rejected(tmp_path):
+    with pytest.raises(DataError, match="duplicate user ids"):
+        ProfileVectors(np.array([1, 1]), np.zeros((2, 3)))
+    with pytest.raises(DataError, match="NaN"):
+        ProfileVectors(np.array([1, 2]), np.array([[0.0, np.nan], [1.0, 1.0]]))
+    with pytest.raises(DataError, match="needs the file of user ids"):
+        np.save(tmp_path / "m.npy", np.zeros((2, 2)))
+        ProfileVectors.load(tmp_path / "m.npy")
