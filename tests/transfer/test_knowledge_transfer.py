@@ -277,3 +277,12 @@ def test_reducer_is_fitted_on_training_users_only(tmp_path):
     n_train_users = split.train["uid"].nunique()
     assert setup.reducer.fitted_on == n_train_users < ds.n_users
     assert setup.info["reducer_fitted_on"] == n_train_users
+
+
+def test_alpha_zero_transfer_equals_the_base_run(tmp_path, small):
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec, alpha=0.0, alignment="projection", pooling="attention")
+    cfg["transfer"]["compare_base"] = True
+    res = llmkt.train(cfg, data=ds)
+    assert [h["train/loss"] for h in res.history] == [h["train/loss"] for h in res.base.history]
+    assert res.test.metrics == res.base.test.metrics

@@ -123,9 +123,10 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
         cfg = load_config(config, overrides)
     base: RunResult | None = None
     if cfg.transfer is not None and cfg.transfer.compare_base and resume_from is None:
-        base_cfg = cfg.model_copy(update={"transfer": None,
-                                          "output": cfg.output.model_copy(update={"name": f"{cfg.output.name}-base" if cfg.output.name else None})})
-        base_cfg = validate_config(base_cfg.model_dump(mode="json"))
+        raw = cfg.model_dump(mode="json")
+        raw["transfer"] = None
+        raw["output"]["name"] = f"{cfg.output.name}-base" if cfg.output.name else None
+        base_cfg = validate_config(raw)
         base = train(base_cfg, data=data, extra_callbacks=None)
     t = cfg.training
     if t.num_threads:

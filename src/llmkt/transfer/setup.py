@@ -83,7 +83,11 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
                           f"{ds.name} (ids like {vectors.user_ids[:3].tolist()} vs {ds.user_map.external_ids[:3]}).")
     spec = t.layer or default_layer(model)
     layer_name, layer = find_layer(model, spec)
-    width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
+    # The dry run and the callback's own parameters must not consume the global random stream: with alpha = 0 a
+    # transfer run is then identical to the base run, so differences come from the transfer alone.
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
     dim = t.reducer.dim or width
     if t.alignment == "fixed" and dim != width:
         raise ConfigError(f"transfer.reducer.dim={dim} but alignment 'fixed' needs the layer width {width}.")
@@ -121,7 +125,8 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
     kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
                            active=lambda epoch: phase_at(phases, epoch).kind == "transfer",
                            sequence_mask=getattr(model, "sequence_mask", None))
-    kt.build(width, device)
+    with torch.random.fork_rng(devices=rng_devices):
+        kt.build(width, device)
     info = {"layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
             "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage, "transfer_users": int(mask.sum()),
             "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta}
