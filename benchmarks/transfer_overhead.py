@@ -27,6 +27,39 @@ from llmkt.experiments.runner import evaluate_model, load_dataset, protocol_of  
 from llmkt.transfer.vectors import ProfileVectors  # noqa: E402
 
 
+def step_benchmark(res, ds, vec: Path, repeats: int = 15) -> dict[str, list[float]]:
+    """Seconds per optimisation step on one fixed batch, base and transfer interleaved (same model, same batch)."""
+    import torch
+
+    from llmkt.config import validate_config
+    from llmkt.experiments.runner import make_batches
+    from llmkt.training.trainer import Trainer
+    from llmkt.transfer.setup import build_transfer
+
+    raw = res.config.model_dump(mode="json")
+    raw["transfer"] = {"vectors": {"path": str(vec)}, "reducer": {"method": "pca"}, "compare_base": False,
+                       "schedule": [{"step": "transfer", "fraction": 1.0}]}
+    cfg = validate_config(raw)
+    model = res.model.train()
+    batch = next(iter(make_batches(model, res.split, cfg).epoch(0)))
+    setup = build_transfer(cfg, model, res.split, batch, torch.device("cpu"), None, 0)
+    kt = setup.kt
+    trainer = Trainer(model, epochs=1, callbacks=[kt], progress=False)
+    times: dict[str, list[float]] = {"base": [], "transfer": []}
+    for _ in range(repeats):
+        for name in ("base", "transfer"):
+            kt.set_active(name == "transfer")
+            t0 = time.perf_counter()
+            loss = model.loss(batch)
+            loss = kt.on_loss(trainer, batch, loss)
+            trainer.optimizer.zero_grad()
+            loss.backward()
+            trainer.optimizer.step()
+            times[name].append(time.perf_counter() - t0)
+    kt.detach()
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", required=True)
@@ -34,6 +67,8 @@ def main() -> None:
     ap.add_argument("--config", default="configs/sasrec_ml1m_half.yaml")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--step-repeats", type=int, default=0,
+                    help="also time single training steps, base and transfer interleaved, this many times each")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     common = [f"data.data_dir={args.data_dir}", f"data.name={args.dataset}", f"training.epochs={args.epochs}",
@@ -56,11 +91,14 @@ def main() -> None:
             t0 = time.perf_counter()
             evaluate_model(res.model, res.split, "test", protocol_of(res.config), None, 512)
             scoring[name].append(time.perf_counter() - t0)
+    step_times = step_benchmark(res, ds, vec, args.step_repeats) if args.step_repeats else {}
     med = {k: statistics.median(v) for k, v in epochs.items()}
     out = {"dataset": args.dataset, "config": args.config, "epoch_seconds": epochs, "median_epoch_s": med,
            "ratio": med["transfer"] / med["base"], "score_all_users_s": scoring,
-           "median_score_s": {k: statistics.median(v) for k, v in scoring.items()}}
-    print(json.dumps({k: out[k] for k in ("median_epoch_s", "ratio", "median_score_s")}, indent=1))
+           "median_score_s": {k: statistics.median(v) for k, v in scoring.items()}, "step_seconds": step_times,
+           "step_ratio": (statistics.median(step_times["transfer"]) / statistics.median(step_times["base"])
+                          if step_times else None)}
+    print(json.dumps({k: out[k] for k in ("median_epoch_s", "ratio", "median_score_s", "step_ratio")}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -123,13 +123,17 @@ class KnowledgeTransfer(Callback):
         if extra and not any(id(p) in known for p in extra):
             trainer.optimizer.add_param_group({"params": extra})
 
-    def on_epoch_start(self, trainer, epoch: int) -> None:
-        self._on = bool(self.active(epoch))
-        self._stats = _EpochStats()
+    def set_active(self, on: bool) -> None:
+        """Switch the transfer loss (and its hook) on or off."""
+        self._on = bool(on)
         if self._on:
             self.attach()
         else:
             self.detach()
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        self._stats = _EpochStats()
+        self.set_active(self.active(epoch))
 
     def pooled(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if h.dim() == 2:
