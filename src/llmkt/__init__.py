@@ -7,6 +7,12 @@ Python API (mirrors the CLI)::
     print(result.test.metrics)
 """
 
+import os as _os
+
+# Before torch loads: OpenMP threads that spin while waiting slowed kernels up to 100x when two jobs shared this
+# project's 2-core machines. An explicit setting by the user wins (docs/decisions.md).
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 from llmkt.config import RunConfig, load_config  # noqa: E402

@@ -6,7 +6,6 @@ Each command is a thin wrapper over the Python API of the same name (``llmkt.tra
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -143,5 +142,4 @@ def config_schema() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     main()

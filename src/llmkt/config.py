@@ -54,28 +54,26 @@ class RatioSplit(Strict):
 SplitConfig = Annotated[Union[LeaveOneOutSplit, GlobalTemporalSplit, RatioSplit], Field(discriminator="kind")]
 
 
-class SASRecConfig(Strict):
-    name: Literal["sasrec"] = "sasrec"
+class _TransformerConfig(Strict):
     max_len: int = Field(200, ge=2)
     hidden: int = Field(64, ge=1)
     n_blocks: int = Field(2, ge=1)
     n_heads: int = Field(2, ge=1)
-    ff_hidden: int | None = Field(None, ge=1, description="feed-forward width; default = hidden")
+    ff_hidden: int | None = Field(None, ge=1, description="feed-forward width; default: hidden (SASRec), "
+                                                          "4 * hidden (BERT4Rec)")
     dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class SASRecConfig(_TransformerConfig):
+    name: Literal["sasrec"] = "sasrec"
     loss: Literal["ce", "bce"] = "ce"
     n_negatives: int = Field(1, ge=1, description="negatives per position for loss=bce")
     norm_first: bool = Field(False, description="false (default, chosen on validation, docs/benchmarks.md): the "
                              "SASRec reference code's block; true: pre-norm blocks")
 
 
-class BERT4RecConfig(Strict):
+class BERT4RecConfig(_TransformerConfig):
     name: Literal["bert4rec"]
-    max_len: int = Field(200, ge=2)
-    hidden: int = Field(64, ge=1)
-    n_blocks: int = Field(2, ge=1)
-    n_heads: int = Field(2, ge=1)
-    ff_hidden: int | None = Field(None, ge=1, description="feed-forward width; default = 4 * hidden")
-    dropout: float = Field(0.2, ge=0, lt=1)
     mask_prob: float = Field(0.2, gt=0, lt=1)
 
 
@@ -155,31 +153,25 @@ class ReducerConfig(Strict):
     metric: str = "cosine"
 
 
-class TransferStep(Strict):
-    step: Literal["transfer"] = "transfer"
+class _Step(Strict):
     epochs: int | None = Field(None, ge=0)
     fraction: float | None = Field(None, ge=0, le=1, description="share of training.epochs")
     freeze: list[str] = Field(default_factory=list, description="parameter-name globs frozen in this phase")
+
+    @model_validator(mode="after")
+    def _one_length(self):
+        if (self.epochs is None) == (self.fraction is None):
+            raise ValueError("give exactly one of epochs or fraction")
+        return self
+
+
+class TransferStep(_Step):
+    step: Literal["transfer"] = "transfer"
     users: float = Field(1.0, gt=0, le=1, description="share of training users in the transfer loss (seeded)")
 
-    @model_validator(mode="after")
-    def _one_length(self):
-        if (self.epochs is None) == (self.fraction is None):
-            raise ValueError("give exactly one of epochs or fraction")
-        return self
 
-
-class FinetuneStep(Strict):
+class FinetuneStep(_Step):
     step: Literal["finetune"]
-    epochs: int | None = Field(None, ge=0)
-    fraction: float | None = Field(None, ge=0, le=1)
-    freeze: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _one_length(self):
-        if (self.epochs is None) == (self.fraction is None):
-            raise ValueError("give exactly one of epochs or fraction")
-        return self
 
 
 ScheduleStep = Annotated[Union[TransferStep, FinetuneStep], Field(discriminator="step")]
