@@ -46,3 +46,29 @@ def test_cli_train_prints_test_metrics_and_reports_errors(shared_data, tmp_path)
     missing = subprocess.run([sys.executable, "-m", "llmkt.cli", "train", "--set", "data.name=ml-20k"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "unknown dataset 'ml-20k'" in missing.stderr
+
+
+@pytest.mark.realdata
+def test_cli_transfer_runs_both_phases_and_reports_both_models(shared_data, tmp_path):
+    import numpy as np
+
+    from llmkt.data import Dataset, load_raw
+    from llmkt.transfer.vectors import ProfileVectors
+
+    raw = load_raw("ml-100k", shared_data)
+    users = np.unique(raw.interactions["user_id"])
+    vec = ProfileVectors(users, np.random.default_rng(0).normal(size=(len(users), 96)), {"source": "random"})
+    path = vec.save(tmp_path / "vectors.npz")
+    cmd = [sys.executable, "-m", "llmkt.cli", "train", str(REPO / "configs" / "sasrec_ml100k_transfer.yaml"),
+           "--data-dir", str(shared_data), "--set", f"transfer.vectors.path={path}", "--set", "training.epochs=2",
+           "--set", f"output.dir={tmp_path}", "--set", "training.progress=false"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "transfer: layer blocks.1 (width 64), vectors 96 -> 64 (pca), coverage 100.0%" in text
+    assert "base  test:  NDCG@10=" in text and "transfer test:  NDCG@10=" in text and "paired t-test" in text
+    run_dir = text.split("run: ")[1].split()[0]
+    import pandas as pd
+
+    rows = pd.read_csv(f"{run_dir}/metrics.csv")
+    assert rows["kt/active"].tolist() == [1.0, 0.0]  # 2 epochs: 1 transfer + 1 fine-tuning

@@ -57,8 +57,20 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, 
         return
     click.echo(f"run: {res.run_dir}  (best epoch {res.best_epoch}, median {res.timings['median_epoch_s']:.2f} s/epoch)")
     click.echo(f"protocol: {res.test.protocol}")
-    click.echo(f"valid: {_format_metrics(res.valid.metrics)}")
-    click.echo(f"test:  {_format_metrics(res.test.metrics)}")
+    if res.transfer is not None:
+        info = res.transfer
+        click.echo(f"transfer: layer {info['layer']} (width {info['layer_width']}), vectors {info['vector_dim_in']}"
+                   f" -> {info['vector_dim']} ({info['reducer']}), coverage {info['coverage']:.1%}")
+    if res.base is not None:
+        click.echo(f"base  valid: {_format_metrics(res.base.valid.metrics)}")
+        click.echo(f"base  test:  {_format_metrics(res.base.test.metrics)}")
+        diff = res.summary()["paired_vs_base"].get("NDCG@10")
+        if diff:
+            click.echo(f"transfer - base, test NDCG@10: {diff['diff']:+.4f} (paired t-test p={diff['t_pvalue']:.3g}, "
+                       f"Wilcoxon p={diff['wilcoxon_pvalue']:.3g}, {diff['n_users']} users)")
+    label = "transfer" if res.transfer is not None else ""
+    click.echo(f"{label + ' ' if label else ''}valid: {_format_metrics(res.valid.metrics)}")
+    click.echo(f"{label + ' ' if label else ''}test:  {_format_metrics(res.test.metrics)}")
 
 
 @main.command()
