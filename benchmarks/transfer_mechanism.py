@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--layer", default="blocks.1")
     ap.add_argument("--pooling", default="mean")
-    ap.add_argument("--alignment", default="slice")
+    ap.add_argument("--alignment", default="slice", help="slice for the 19-d kinds; fixed for leak_items/random64")
     ap.add_argument("--transfer-fraction", type=float, default=0.5)
     ap.add_argument("--dynamic-beta", action="store_true")
     ap.add_argument("--extra", nargs="*", default=[], help="more --set style overrides for every run")
@@ -77,9 +77,19 @@ def main() -> None:
     ids, leak = genre_histograms(split, pd.concat([split.valid, split.test]))  # held-out items: the leak
     hids, hist = genre_histograms(split, split.train)
     rng = np.random.default_rng(0)
+    # leak_items: a fixed random code per item (64-d), summed over each user's held-out items (identity leak)
+    codes = rng.normal(size=(ds.n_items + 1, 64)).astype(np.float32) / 8.0
+    held = pd.concat([split.valid, split.test])
+    item_leak = np.zeros((ds.n_users + 1, 64), dtype=np.float32)
+    np.add.at(item_leak, held[C.UID].to_numpy(), codes[held[C.IID].to_numpy()])
+    held_users = np.unique(held[C.UID].to_numpy())
     vectors = {"leak": ProfileVectors(ids, leak, {"source": "LEAK-BY-DESIGN genre histogram of valid+test"}),
                "history": ProfileVectors(hids, hist, {"source": "genre histogram of training items"}),
-               "random": ProfileVectors(ids, rng.normal(0, leak.std(), leak.shape), {"source": "random"})}
+               "random": ProfileVectors(ids, rng.normal(0, leak.std(), leak.shape), {"source": "random"}),
+               "leak_items": ProfileVectors(ds.user_map.to_external(held_users), item_leak[held_users],
+                                            {"source": "LEAK-BY-DESIGN random codes of held-out items"}),
+               "random64": ProfileVectors(ds.user_map.to_external(held_users),
+                                          rng.normal(0, item_leak.std(), (len(held_users), 64)), {"source": "random"})}
     paths = {k: v.save(tmp / f"{k}.npz") for k, v in vectors.items()}
 
     rows = []
