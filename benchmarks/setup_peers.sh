@@ -7,6 +7,6 @@ VENV=${REPLAY_VENV:-benchmarks/.venv-replay}
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet torch==2.13.0 'replay-rec==0.22.*' lightning
-  "$VENV/bin/pip" install --quiet --no-deps -e .
+  "$VENV/bin/pip" install --quiet -e .  # its torch 2.13.0 already satisfies llmkt's requirement
 fi
 "$VENV/bin/python" -c "import replay, llmkt; print('replay', replay.__version__ if hasattr(replay, '__version__') else '?')"

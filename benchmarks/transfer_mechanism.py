@@ -7,6 +7,9 @@ On ml-100k with SASRec (leave-one-out, full ranking), three kinds of profile vec
   THIS VECTOR LEAKS THE TARGETS BY DESIGN; it is a diagnostic of the mechanism, not a result.
 * ``history``: the genre histogram of the user's training items (no leak; a no-LLM control).
 * ``random``: Gaussian vectors of the same shape (a control: transfer of noise must not help).
+* ``leak_items`` / ``random64``: sum of fixed random 64-d codes of the held-out items / Gaussian control.
+* ``leak_emb`` / ``emb_random``: the trained base model's own embedding of the user's test item (a target in the
+  space the scorer uses) / of a random item; built per seed from that seed's base run (LEAK BY DESIGN).
 
 For each kind, alpha is chosen on validation NDCG@10 (mean over seeds), then test NDCG@10 is reported as
 mean ± std over seeds next to the base model.
@@ -63,6 +66,7 @@ def main() -> None:
     ap.add_argument("--alignment", default="slice", help="slice for the 19-d kinds; fixed for leak_items/random64")
     ap.add_argument("--transfer-fraction", type=float, default=0.5)
     ap.add_argument("--dynamic-beta", action="store_true")
+    ap.add_argument("--loss", default="rmse")
     ap.add_argument("--extra", nargs="*", default=[], help="more --set style overrides for every run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -90,9 +94,22 @@ def main() -> None:
                                             {"source": "LEAK-BY-DESIGN random codes of held-out items"}),
                "random64": ProfileVectors(ds.user_map.to_external(held_users),
                                           rng.normal(0, item_leak.std(), (len(held_users), 64)), {"source": "random"})}
-    paths = {k: v.save(tmp / f"{k}.npz") for k, v in vectors.items()}
+    paths = {k: v.save(tmp / f"{k}.npz") for k, v in vectors.items()}  # + leak_emb/emb_random per seed
 
     rows = []
+
+    def embedding_leak(res, seed: int) -> None:
+        """leak_emb: the base model's embedding of each user's test item; emb_random: of a random item."""
+        emb = res.model.item_emb.weight.detach().cpu().numpy()  # (n_items + 1, D)
+        test = split.test
+        users = ds.user_map.to_external(test[C.UID].to_numpy())
+        r = np.random.default_rng(seed)
+        paths["leak_emb"] = ProfileVectors(users, emb[test[C.IID].to_numpy()],
+                                           {"source": "LEAK-BY-DESIGN base model embedding of the test item"}
+                                           ).save(tmp / f"leak_emb_{seed}.npz")
+        paths["emb_random"] = ProfileVectors(users, emb[r.integers(1, ds.n_items + 1, len(users))],
+                                             {"source": "base model embedding of a random item"}
+                                             ).save(tmp / f"emb_random_{seed}.npz")
 
     def run(kind: str, alpha: float | None, seed: int) -> None:
         over = [*base_over, f"training.seed={seed}"]
@@ -101,10 +118,12 @@ def main() -> None:
             steps = f"{{step: transfer, fraction: {tf}}}" + (f", {{step: finetune, fraction: {1 - tf}}}" if tf < 1 else "")
             over += [f"transfer={{vectors: {{path: {paths[kind]}}}, reducer: {{method: none}}, layer: {args.layer}, "
                      f"pooling: {args.pooling}, alignment: {args.alignment}, alpha: {alpha}, compare_base: false, "
-                     f"dynamic_beta: {str(args.dynamic_beta).lower()}, "
+                     f"dynamic_beta: {str(args.dynamic_beta).lower()}, loss: {args.loss}, "
                      f"schedule: [{steps}]}}"]
         t0 = time.perf_counter()
         res = llmkt.train("configs/sasrec_ml100k.yaml", over, data=ds)
+        if kind == "base":
+            embedding_leak(res, seed)
         rows.append({"kind": kind, "alpha": alpha, "seed": seed, "valid_NDCG@10": res.valid["NDCG@10"],
                      "test_NDCG@10": res.test["NDCG@10"], "test_HR@10": res.test["HR@10"],
                      "seconds": time.perf_counter() - t0})
@@ -128,7 +147,7 @@ def main() -> None:
         sel = [r for r in rows if r["kind"] == kind and r["alpha"] == best]
         summary[kind] = {"alpha": best, **{k: agg(sel, k) for k in ("valid_NDCG@10", "test_NDCG@10", "test_HR@10")}}
     summary["settings"] = {"layer": args.layer, "pooling": args.pooling, "alignment": args.alignment,
-                           "dynamic_beta": args.dynamic_beta,
+                           "dynamic_beta": args.dynamic_beta, "loss": args.loss,
                            "transfer_fraction": args.transfer_fraction, "epochs": args.epochs}
     for k, v in summary.items():
         print(k, {a: (f"{b[0]:.4f} ± {b[1]:.4f}" if isinstance(b, tuple) else b) for a, b in v.items()}, flush=True)
