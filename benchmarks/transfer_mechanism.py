@@ -67,13 +67,15 @@ def main() -> None:
     ap.add_argument("--transfer-fraction", type=float, default=0.5)
     ap.add_argument("--dynamic-beta", action="store_true")
     ap.add_argument("--loss", default="rmse")
+    ap.add_argument("--model", default="sasrec", help="sasrec or multvae (then use --layer mu)")
     ap.add_argument("--extra", nargs="*", default=[], help="more --set style overrides for every run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
     base_over = [f"data.data_dir={args.data_dir}", "data.name=ml-100k", f"training.epochs={args.epochs}",
                  "training.progress=false", f"training.device={args.device}", "training.num_threads=null",
-                 "output.save_checkpoints=false", "output.dir=/tmp/llmkt-mechanism", *args.extra]
+                 "output.save_checkpoints=false", "output.dir=/tmp/llmkt-mechanism",
+                 *([f"model={{name: {args.model}}}"] if args.model != "sasrec" else []), *args.extra]
     cfg0 = llmkt.load_config("configs/sasrec_ml100k.yaml", base_over)
     ds = load_dataset(cfg0)
     split = split_dataset(cfg0, ds)
@@ -122,7 +124,7 @@ def main() -> None:
                      f"schedule: [{steps}]}}"]
         t0 = time.perf_counter()
         res = llmkt.train("configs/sasrec_ml100k.yaml", over, data=ds)
-        if kind == "base":
+        if kind == "base" and hasattr(res.model, "item_emb"):
             embedding_leak(res, seed)
         rows.append({"kind": kind, "alpha": alpha, "seed": seed, "valid_NDCG@10": res.valid["NDCG@10"],
                      "test_NDCG@10": res.test["NDCG@10"], "test_HR@10": res.test["HR@10"],
@@ -146,7 +148,7 @@ def main() -> None:
                                                   "valid_NDCG@10")[0])
         sel = [r for r in rows if r["kind"] == kind and r["alpha"] == best]
         summary[kind] = {"alpha": best, **{k: agg(sel, k) for k in ("valid_NDCG@10", "test_NDCG@10", "test_HR@10")}}
-    summary["settings"] = {"layer": args.layer, "pooling": args.pooling, "alignment": args.alignment,
+    summary["settings"] = {"model": args.model, "layer": args.layer, "pooling": args.pooling, "alignment": args.alignment,
                            "dynamic_beta": args.dynamic_beta, "loss": args.loss,
                            "transfer_fraction": args.transfer_fraction, "epochs": args.epochs}
     for k, v in summary.items():
