@@ -286,3 +286,13 @@ def test_alpha_zero_transfer_equals_the_base_run(tmp_path, small):
     res = llmkt.train(cfg, data=ds)
     assert [h["train/loss"] for h in res.history] == [h["train/loss"] for h in res.base.history]
     assert res.test.metrics == res.base.test.metrics
+
+
+def test_default_umap_reducer_end_to_end(tmp_path, small):
+    pytest.importorskip("umap")
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec)
+    cfg["transfer"]["reducer"] = {"n_neighbors": 5}  # method defaults to umap
+    res = llmkt.train(cfg, data=ds)
+    assert res.transfer["reducer"] == "umap" and res.transfer["vector_dim"] == 16
+    assert res.transfer["reducer_fitted_on"] == 30  # the 30 training users that have a vector
