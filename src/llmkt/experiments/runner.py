@@ -126,8 +126,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
         raw = cfg.model_dump(mode="json")
         raw["transfer"] = None
         raw["output"]["name"] = f"{cfg.output.name}-base" if cfg.output.name else None
-        base_cfg = validate_config(raw)
-        base = train(base_cfg, data=data, extra_callbacks=None)
+        data = data if data is not None else load_dataset(cfg)  # load once for both runs
+        base = train(validate_config(raw), data=data)
     t = cfg.training
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
