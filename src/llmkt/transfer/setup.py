@@ -128,6 +128,7 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
     with torch.random.fork_rng(devices=rng_devices):
         kt.build(width, device)
     info = {"layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
-            "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage, "transfer_users": int(mask.sum()),
+            "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage,
+            "transfer_users": int(mask.sum()),
             "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta}
     return TransferSetup([kt, PhaseFreezer(model, phases)], kt, phases, reducer, coverage, info)
