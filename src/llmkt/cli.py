@@ -1,4 +1,5 @@
-"""Command line: ``llmkt train``, ``llmkt evaluate``, ``llmkt datasets``, ``llmkt config-schema``.
+"""Command line: ``llmkt train``, ``evaluate``, ``datasets``, ``config-schema``, ``inspect-model``, ``profiles ...``,
+``weights ...``.
 
 Each command is a thin wrapper over the Python API of the same name (``llmkt.train`` ...).
 """
@@ -152,6 +153,15 @@ def config_schema() -> None:
 
     click.echo(json.dumps(RunConfig.model_json_schema(), indent=1))
 
+
+def _register() -> None:
+    from llmkt.cli_profiles import profiles, weights
+
+    main.add_command(profiles)
+    main.add_command(weights)
+
+
+_register()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

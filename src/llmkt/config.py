@@ -140,8 +140,17 @@ class OutputConfig(Strict):
 
 
 class VectorsConfig(Strict):
-    path: str = Field(..., description=".npz (ProfileVectors.save), .npy (+ ids), .parquet or .csv")
+    path: str | None = Field(None, description=".npz (ProfileVectors.save), .npy (+ ids), .parquet or .csv")
     ids: str | None = Field(None, description="user ids in row order, for a .npy matrix")
+    profiles: str | None = Field(None, description="a profile-job YAML (llmkt profiles ...): read its vectors from "
+                                                   "the profile store, leak-checked against this run's split")
+    encoder: str | None = Field(None, description="with profiles: encoder id in the store; default: the job's")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.profiles is None):
+            raise ValueError("give exactly one of path (a vectors file) or profiles (a profile-job YAML)")
+        return self
 
 
 class ReducerConfig(Strict):
@@ -232,9 +241,9 @@ def _tagged(members: list[type[BaseModel]], tag: Any) -> type[BaseModel] | None:
     return None
 
 
-def _walk(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
+def _walk(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> tuple[list[str], type[BaseModel] | None]:
     """The user-facing key path of an error location (union tags dropped) and the config class reached."""
-    state: tuple[str, Any] | None = ("model", RunConfig)
+    state: tuple[str, Any] | None = ("model", root or RunConfig)
     shown: list[str] = []
     for part in loc:
         kind = state[0] if state else None
@@ -253,14 +262,14 @@ def _walk(loc: tuple[Any, ...]) -> tuple[list[str], type[BaseModel] | None]:
     return shown, (state[1] if state and state[0] == "model" else None)
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def _format_errors(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
         loc = tuple(e["loc"])
-        shown, _ = _walk(loc)
+        shown, _ = _walk(loc, root)
         key = ".".join(shown) or "<root>"
         if e["type"] == "extra_forbidden":
-            _, holder = _walk(loc[:-1])
+            _, holder = _walk(loc[:-1], root)
             valid = sorted(holder.model_fields) if holder else []
             lines.append(f"  {key}: unknown key; valid keys here: {valid}")
         elif e["type"] == "union_tag_invalid":
@@ -301,17 +310,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def validate_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
+def validate_config(raw: dict[str, Any], source: str = "<dict>", cls: type[BaseModel] | None = None) -> Any:
+    """Validate ``raw`` as ``cls`` (default :class:`RunConfig`); errors list every bad key at once."""
+    cls = cls or RunConfig
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}.")
     try:
-        return RunConfig.model_validate(raw)
+        return cls.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
+        raise ConfigError(_format_errors(e, source, cls)) from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML run config (or start from defaults when ``path`` is None) and validate it."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                cls: type[BaseModel] | None = None) -> Any:
+    """Read a YAML config (or start from defaults when ``path`` is None) and validate it as ``cls``
+    (default :class:`RunConfig`; ``llmkt.profiles.config.ProfilesConfig`` for profile jobs)."""
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -323,8 +336,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML ({e}).") from e
         source = str(p)
-    return validate_config(apply_overrides(raw, overrides or []), source)
+    return validate_config(apply_overrides(raw, overrides or []), source, cls)
 
 
-def dump_config(cfg: RunConfig) -> str:
+def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

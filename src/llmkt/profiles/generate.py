@@ -1,0 +1,348 @@
+"""``generate_profiles``: profile every user's training history once, store each profile as soon as it exists.
+
+Local backends (llamacpp, hf) run in ``workers`` processes, each with its own model and ``threads`` threads (two
+1-thread workers beat one 2-thread process on 2 cores, docs/profiles.md); the OpenAI-compatible backend runs
+requests concurrently in one asyncio loop. Workers write to the store themselves, so a crash of the parent loses
+nothing that was finished, and they exit when the parent dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from llmkt.data.splits import Split
+from llmkt.profiles.backends.base import Backend, BackendError, GenerationSettings
+from llmkt.profiles.config import ProfilesConfig, load_profiles_config
+from llmkt.profiles.history import UserHistory, detect_domain, history_hash, training_histories, user_key
+from llmkt.profiles.prompts import PromptTemplate
+from llmkt.profiles.quality import QualityRules, flags
+from llmkt.profiles.store import ProfileRecord, ProfileStore, profile_key
+from llmkt.profiles.strategies import Budget, ProfileBuilder
+
+
+# -- what identifies a job ------------------------------------------------------------------------------------------
+def settings_of(cfg: ProfilesConfig) -> GenerationSettings:
+    g = cfg.generation
+    return GenerationSettings(g.max_tokens, g.temperature, g.top_p, g.repeat_penalty, g.seed, tuple(g.stop))
+
+
+def budget_of(cfg: ProfilesConfig) -> Budget:
+    p = cfg.prompt
+    return Budget(p.select, p.max_items, p.long_history, p.chunk_items, p.max_prompt_tokens)
+
+
+def _threads(cfg: ProfilesConfig) -> int:
+    t = getattr(cfg.backend, "threads", None)
+    return t or max(1, (os.cpu_count() or 1) // cfg.workers)
+
+
+def backend_model_id(cfg: ProfilesConfig) -> str:
+    """The backend's model id without loading the model (fetches registry weights if missing)."""
+    b = cfg.backend
+    if b.kind == "llamacpp":
+        from llmkt.profiles.backends.llamacpp import gguf_id
+        from llmkt.profiles.weights import resolve_model
+
+        return f"llamacpp:{gguf_id(resolve_model(b.model))}"
+    if b.kind == "openai":
+        return f"openai:{b.model}"
+    if b.kind == "hf":
+        p = Path(b.model).expanduser()
+        return f"hf:{p.name if p.exists() else b.model}"
+    return "template:v1"
+
+
+def make_backend(cfg: ProfilesConfig) -> Backend:
+    b = cfg.backend
+    if b.kind == "llamacpp":
+        from llmkt.profiles.backends.llamacpp import LlamaCppBackend
+        from llmkt.profiles.weights import resolve_model
+
+        return LlamaCppBackend(resolve_model(b.model), n_ctx=b.n_ctx, threads=_threads(cfg), gpu_layers=b.gpu_layers,
+                               chat_format=b.chat_format)
+    if b.kind == "openai":
+        from llmkt.profiles.backends.openai_api import OpenAIBackend
+
+        return OpenAIBackend(b.model, b.base_url, api_key_env=b.api_key_env, timeout=b.timeout,
+                             max_retries=b.max_retries, backoff=b.backoff, max_backoff=b.max_backoff,
+                             concurrency=b.concurrency)
+    if b.kind == "hf":
+        from llmkt.profiles.backends.hf import HFBackend
+
+        return HFBackend(b.model, device=b.device, dtype=b.dtype, threads=b.threads)
+    from llmkt.profiles.backends.template import TemplateBackend
+
+    return TemplateBackend(top=b.top)
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to turn a history into a stored record (picklable)."""
+
+    cfg: ProfilesConfig
+    dataset: str
+    split: str
+    domain: str
+    model_id: str
+    prompt_hash: str
+    settings_hash: str
+
+    @classmethod
+    def of(cls, cfg: ProfilesConfig, split: Split) -> "Job":
+        domain = cfg.prompt.domain if cfg.prompt.domain != "auto" else detect_domain(split.dataset.items)
+        template = PromptTemplate.load(cfg.prompt.template, domain, cfg.prompt.system, cfg.prompt.item_line)
+        prompt_hash = template.hash({"budget": budget_of(cfg).as_dict(), "domain": domain})
+        settings = settings_of(cfg).as_dict()
+        if cfg.backend.kind == "template":
+            settings = {"top": cfg.backend.top}
+        settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        split_desc = json.dumps({"kind": split.kind, **split.params}, sort_keys=True, default=str)
+        return cls(cfg, split.dataset.name, split_desc, domain, backend_model_id(cfg), prompt_hash, settings_hash)
+
+    def key(self, h: UserHistory) -> str:
+        return profile_key(self.dataset, user_key(h.user_id), history_hash(h.keys()), self.prompt_hash,
+                           self.model_id, self.settings_hash)
+
+
+class Generator:
+    """One backend + prompt builder; ``profile(history)`` returns a record ready for the store."""
+
+    def __init__(self, job: Job, backend: Backend):
+        self.job = job
+        self.backend = backend
+        cfg = job.cfg
+        self.template = PromptTemplate.load(cfg.prompt.template, job.domain, cfg.prompt.system, cfg.prompt.item_line)
+        self.builder = ProfileBuilder(self.template, budget_of(cfg), job.domain, backend.count_tokens)
+        self.settings = settings_of(cfg)
+
+    async def aprofile(self, h: UserHistory, attempt: int = 0) -> ProfileRecord:
+        t0 = time.perf_counter()
+        settings = self.settings
+        if attempt:
+            settings = GenerationSettings(**{**settings.__dict__, "seed": settings.seed + attempt})
+        if self.backend.uses_prompt:
+            async def call(messages):
+                return await self.backend.acomplete(messages, settings)
+
+            res = await self.builder.build(h, call)
+            text, seen, calls, pt, ct = res.text, res.seen, res.calls, res.prompt_tokens, res.completion_tokens
+        else:
+            seen, _ = self.builder.select(h)
+            g = self.backend.describe(seen)
+            text, calls, pt, ct = g.text, 0, 0, 0
+        ts, order = h.cutoff
+        return ProfileRecord(
+            key=self.job.key(h), dataset=self.job.dataset, user_id=user_key(h.user_id),
+            history_hash=history_hash(h.keys()), prompt_hash=self.job.prompt_hash, model_id=self.job.model_id,
+            settings_hash=self.job.settings_hash, split=self.job.split, cutoff_timestamp=ts, cutoff_order=order,
+            n_items=len(seen), history=json.dumps(seen.keys(), separators=(",", ":")), text=text, calls=calls,
+            prompt_tokens=pt, completion_tokens=ct, seconds=time.perf_counter() - t0, attempt=attempt,
+            settings=json.dumps(settings.as_dict() if self.backend.uses_prompt else {}, sort_keys=True),
+            created=time.time())
+
+
+@dataclass
+class GenerateReport:
+    store: Path
+    users: int
+    cached: int
+    generated: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    flagged: int = 0
+    errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool, report: GenerateReport):
+        self.bar = tqdm(total=total, unit="profile", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+        self.report = report
+        self.t0 = time.perf_counter()
+
+    def update(self, rec: ProfileRecord | None, error: str | None = None) -> None:
+        r = self.report
+        if rec is not None:
+            r.generated += 1
+            r.prompt_tokens += rec.prompt_tokens
+            r.completion_tokens += rec.completion_tokens
+        else:
+            r.failed += 1
+            if error and len(r.errors) < 20:
+                r.errors.append(error)
+        r.seconds = time.perf_counter() - self.t0
+        self.bar.set_postfix(tok_s=f"{r.tokens_per_s:.1f}", tokens=r.prompt_tokens + r.completion_tokens,
+                             failed=r.failed, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- worker processes -----------------------------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def _worker(job: Job, store_path: str, tasks: Any, results: Any, parent: int) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    try:
+        backend = make_backend(job.cfg)
+        gen = Generator(job, backend)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the job
+        results.put(("fatal", None, f"{type(e).__name__}: {e}"))
+        return
+    with ProfileStore(store_path) as store:
+        while True:
+            try:
+                task = tasks.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    return
+                continue
+            if task is None:
+                break
+            h, attempt, replace = task
+            try:
+                rec = asyncio.run(gen.aprofile(h, attempt))
+                store.add(rec, replace=replace)
+                results.put(("ok", rec, None))
+            except BackendError as e:
+                results.put(("error", None, f"user {h.user_id!r}: {e}"))
+    backend.close()
+
+
+def _run_workers(job: Job, store_path: Path, todo: list[tuple[UserHistory, int, bool]], progress: _Progress,
+                 n_workers: int) -> None:
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    for t in todo:
+        tasks.put(t)
+    for _ in range(n_workers):
+        tasks.put(None)
+    procs = [ctx.Process(target=_worker, args=(job, str(store_path), tasks, results, os.getpid()), daemon=True)
+             for _ in range(n_workers)]
+    for p in procs:
+        p.start()
+    try:
+        done = 0
+        while done < len(todo):
+            try:
+                kind, rec, err = results.get(timeout=2.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs):
+                    raise BackendError("all profile workers exited early; see the messages above.") from None
+                continue
+            if kind == "fatal":
+                raise BackendError(f"a profile worker could not start: {err}")
+            progress.update(rec if kind == "ok" else None, err)
+            done += 1
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=10)
+
+
+async def _run_async(gen: Generator, store: ProfileStore, todo: list[tuple[UserHistory, int, bool]],
+                     progress: _Progress, concurrency: int) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(h: UserHistory, attempt: int, replace: bool) -> None:
+        async with sem:
+            try:
+                rec = await gen.aprofile(h, attempt)
+            except BackendError as e:
+                progress.update(None, f"user {h.user_id!r}: {e}")
+                return
+            store.add(rec, replace=replace)
+            progress.update(rec)
+
+    try:
+        await asyncio.gather(*(one(*t) for t in todo))
+    finally:
+        client = getattr(gen.backend, "client", None)
+        if client is not None:
+            await client.aclose()
+
+
+# -- public API -----------------------------------------------------------------------------------------------------
+def job_histories(cfg: ProfilesConfig) -> tuple[Split, list[UserHistory]]:
+    from llmkt.experiments.runner import load_dataset, split_dataset
+
+    ds = load_dataset(cfg)
+    split = split_dataset(cfg, ds)
+    hs = training_histories(split, cfg.users.ids)
+    if cfg.users.limit is not None:
+        hs = hs[: cfg.users.limit]
+    return split, hs
+
+
+def generate_profiles(config: ProfilesConfig | str | Path | dict | None = None, overrides: list[str] | None = None,
+                      *, retry_flagged: bool = False) -> GenerateReport:
+    """Generate the missing profiles of a job (or regenerate the flagged ones) and return a report."""
+    cfg = load_profiles_config(config, overrides)
+    split, histories = job_histories(cfg)
+    job = Job.of(cfg, split)
+    store_path = cfg.store_path()
+    with ProfileStore(store_path) as store:
+        keys = [job.key(h) for h in histories]
+        have = store.existing(keys)
+        todo: list[tuple[UserHistory, int, bool]]
+        if retry_flagged:
+            rules = QualityRules(cfg.quality.min_words, cfg.quality.max_repeat_ratio)
+            recs = {r.key: r for r in store.records(keys=[k for k in keys if k in have])}
+            todo = [(h, recs[k].attempt + 1, True) for h, k in zip(histories, keys)
+                    if k in recs and flags(recs[k].text, rules)]
+        else:
+            todo = [(h, 0, False) for h, k in zip(histories, keys) if k not in have]
+        report = GenerateReport(store_path, len(histories), len(have))
+        if not todo:
+            return report
+        progress = _Progress(len(todo), cfg.progress, report)
+        try:
+            if cfg.backend.kind in ("llamacpp", "hf") and cfg.workers > 1:
+                _run_workers(job, store_path, todo, progress, min(cfg.workers, len(todo)))
+            else:
+                backend = make_backend(cfg)
+                try:
+                    gen = Generator(job, backend)
+                    concurrency = cfg.backend.concurrency if cfg.backend.kind == "openai" else 1
+                    asyncio.run(_run_async(gen, store, todo, progress, concurrency))
+                finally:
+                    backend.close()
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            progress.close()
+        if retry_flagged:
+            rules = QualityRules(cfg.quality.min_words, cfg.quality.max_repeat_ratio)
+            report.flagged = sum(1 for r in store.records(keys=keys) if flags(r.text, rules))
+    return report

@@ -1,0 +1,200 @@
+"""One SQLite file holds every generated profile and its embeddings.
+
+Key = hash(dataset, user, history hash, prompt hash, model id, generation settings). Each profile is committed in
+its own transaction the moment it is finished (WAL journal), so a crash, SIGKILL or Ctrl-C loses at most the
+profiles still being written, and ``INSERT OR IGNORE`` on the primary key means a rerun never duplicates one.
+Several worker processes may write at once (busy timeout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from llmkt.errors import DataError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS profiles (
+    key TEXT PRIMARY KEY,
+    dataset TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    history_hash TEXT NOT NULL,
+    prompt_hash TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    settings_hash TEXT NOT NULL,
+    split TEXT NOT NULL,
+    cutoff_timestamp INTEGER NOT NULL,
+    cutoff_order INTEGER NOT NULL,
+    n_items INTEGER NOT NULL,
+    history TEXT NOT NULL,
+    text TEXT NOT NULL,
+    calls INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS profiles_job ON profiles (dataset, prompt_hash, model_id, settings_hash);
+CREATE TABLE IF NOT EXISTS embeddings (
+    profile_key TEXT NOT NULL REFERENCES profiles(key) ON DELETE CASCADE,
+    encoder_id TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (profile_key, encoder_id)
+);
+"""
+
+
+def profile_key(dataset: str, user_id: str, history_hash: str, prompt_hash: str, model_id: str,
+                settings_hash: str) -> str:
+    raw = "\x1f".join([dataset, user_id, history_hash, prompt_hash, model_id, settings_hash])
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass
+class ProfileRecord:
+    key: str
+    dataset: str
+    user_id: str  # JSON text of the external id
+    history_hash: str
+    prompt_hash: str
+    model_id: str
+    settings_hash: str
+    split: str
+    cutoff_timestamp: int
+    cutoff_order: int
+    n_items: int
+    history: str  # JSON [[item_id, timestamp, order], ...]
+    text: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    attempt: int
+    settings: str
+    created: float
+
+    @property
+    def external_user(self) -> Any:
+        return json.loads(self.user_id)
+
+    @property
+    def history_keys(self) -> list[list[Any]]:
+        return json.loads(self.history)
+
+
+_FIELDS = list(ProfileRecord.__dataclass_fields__)
+
+
+class ProfileStore:
+    def __init__(self, path: str | Path, *, timeout: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(_SCHEMA)
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise DataError(f"profile store {self.path}: schema version {row[0]}, this llmkt reads "
+                            f"{SCHEMA_VERSION}; use a new store file.")
+
+    # -- profiles --------------------------------------------------------------------------------------------
+    def add(self, rec: ProfileRecord, *, replace: bool = False) -> bool:
+        """Store one profile in its own transaction. Returns False if the key was already there (not replaced)."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        cur = self.conn.execute(f"{verb} INTO profiles ({', '.join(_FIELDS)}) VALUES "
+                                f"({', '.join('?' * len(_FIELDS))})", [getattr(rec, f) for f in _FIELDS])
+        return cur.rowcount > 0
+
+    def has(self, key: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM profiles WHERE key=?", (key,)).fetchone() is not None
+
+    def existing(self, keys: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = f"SELECT key FROM profiles WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update(r[0] for r in self.conn.execute(q, chunk))
+        return out
+
+    def get(self, key: str) -> ProfileRecord | None:
+        row = self.conn.execute(f"SELECT {', '.join(_FIELDS)} FROM profiles WHERE key=?", (key,)).fetchone()
+        return ProfileRecord(*row) if row else None
+
+    def records(self, *, dataset: str | None = None, prompt_hash: str | None = None, model_id: str | None = None,
+                settings_hash: str | None = None, keys: list[str] | None = None) -> Iterator[ProfileRecord]:
+        where, args = [], []
+        for col, val in (("dataset", dataset), ("prompt_hash", prompt_hash), ("model_id", model_id),
+                         ("settings_hash", settings_hash)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        q = f"SELECT {', '.join(_FIELDS)} FROM profiles"
+        if where:
+            q += " WHERE " + " AND ".join(where)
+        q += " ORDER BY created, key"
+        wanted = set(keys) if keys is not None else None
+        for row in self.conn.execute(q, args):
+            rec = ProfileRecord(*row)
+            if wanted is None or rec.key in wanted:
+                yield rec
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM profiles").fetchone()[0])
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """One row per (dataset, model, prompt, settings) with counts and token totals."""
+        q = ("SELECT dataset, model_id, prompt_hash, settings_hash, COUNT(*), SUM(prompt_tokens), "
+             "SUM(completion_tokens), SUM(seconds) FROM profiles GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4")
+        cols = ["dataset", "model_id", "prompt_hash", "settings_hash", "profiles", "prompt_tokens",
+                "completion_tokens", "seconds"]
+        return [dict(zip(cols, r)) for r in self.conn.execute(q)]
+
+    # -- embeddings ------------------------------------------------------------------------------------------
+    def add_embeddings(self, keys: list[str], encoder_id: str, vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        now = time.time()
+        rows = [(k, encoder_id, int(vectors.shape[1]), vectors[i].tobytes(), now) for i, k in enumerate(keys)]
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", rows)
+
+    def embeddings(self, keys: list[str], encoder_id: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            q = (f"SELECT profile_key, dim, vector FROM embeddings WHERE encoder_id=? AND profile_key IN "
+                 f"({','.join('?' * len(chunk))})")
+            for k, dim, blob in self.conn.execute(q, [encoder_id, *chunk]):
+                out[k] = np.frombuffer(blob, dtype=np.float32, count=dim).copy()
+        return out
+
+    def encoders(self) -> list[tuple[str, int, int]]:
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT encoder_id, dim, COUNT(*) FROM embeddings GROUP BY 1, 2 ORDER BY 1")]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "ProfileStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

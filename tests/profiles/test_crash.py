@@ -1,0 +1,61 @@
+"""A generation killed with SIGKILL mid-run and restarted ends with every user profiled exactly once."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import yaml
+
+from tests.conftest import random_interactions
+
+from .http_helpers import FakeOpenAI, Server
+
+
+def _count(db):
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute("SELECT COUNT(*) FROM profiles").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    random_interactions(n_users=12, n_items=30, per_user=8, seed=3).to_csv(folder / "interactions.csv", index=False)
+    db = tmp_path / "profiles.sqlite"
+    with Server(FakeOpenAI, delay=0.25) as srv:
+        cfg = {"data": {"name": "csv", "path": str(folder)}, "store": str(db), "progress": False,
+               "backend": {"kind": "openai", "model": "fake", "base_url": srv.url, "api_key_env": None,
+                           "concurrency": 1}}
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        cmd = [sys.executable, "-m", "llmkt.cli", "profiles", "generate", str(path)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while _count(db) < 4 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stored = _count(db)
+        requests_before = len(srv.requests)
+        assert 4 <= stored < 12, f"kill came too late or too early: {stored} stored"
+
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert f"already stored: {stored}, generated now: {12 - stored}" in done.stdout
+        # the rerun asked only for the missing users
+        assert len(srv.requests) - requests_before == 12 - stored
+
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT user_id, COUNT(*) FROM profiles GROUP BY user_id").fetchall()
+    con.close()
+    assert len(rows) == 12 and all(n == 1 for _, n in rows)

@@ -1,0 +1,104 @@
+import os
+
+import numpy as np
+import pytest
+
+from llmkt.errors import DataError
+from llmkt.profiles.config import ProfilesConfig
+from llmkt.profiles.embed import Encoder, embed_profiles, encoder_id_of, export_vectors
+from llmkt.profiles.generate import generate_profiles
+from llmkt.profiles.history import LeakError
+
+from .test_generate import csv_folder  # noqa: F401 - fixture
+
+
+class LengthEncoder(Encoder):
+    encoder_id = "test:length"
+
+    def __init__(self):
+        self.batches = []
+
+    def encode(self, texts):
+        self.batches.append(len(texts))
+        return np.array([[len(t), t.count("\n"), 1.0] for t in texts], dtype=np.float32)
+
+
+def _cfg(folder, tmp_path, **kw):
+    return ProfilesConfig.model_validate({"data": {"name": "csv", "path": str(folder)}, "progress": False,
+                                         "store": str(tmp_path / "p.sqlite"), "backend": {"kind": "template"}, **kw})
+
+
+def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):  # noqa: F811
+    cfg = _cfg(csv_folder, tmp_path)
+    with pytest.raises(DataError, match="no profiles for this job yet"):
+        embed_profiles(cfg, encoder=LengthEncoder())
+    generate_profiles(cfg)
+    enc = LengthEncoder()
+    r = embed_profiles(cfg, encoder=enc)
+    assert (r.profiles, r.embedded, r.dim) == (2, 2, 3)
+    assert embed_profiles(cfg, encoder=enc).embedded == 0 and enc.batches == [2]
+    with pytest.raises(DataError, match="no vectors from encoder"):
+        export_vectors(cfg)
+    pv = export_vectors(cfg, encoder_id="test:length", out=tmp_path / "v.npz")
+    assert pv.user_ids.tolist() == [1, 2] and pv.vectors.shape == (2, 3)
+    assert pv.meta["encoder"] == "test:length" and pv.meta["model"] == "template:v1"
+    from llmkt.transfer.vectors import ProfileVectors
+
+    back = ProfileVectors.load(tmp_path / "v.npz")
+    np.testing.assert_array_equal(back.vectors, pv.vectors)
+
+
+def test_export_refuses_profiles_that_saw_evaluation_data(csv_folder, tmp_path):  # noqa: F811
+    from llmkt.data.splits import ratio_split
+    from llmkt.profiles.generate import job_histories
+
+    cfg = _cfg(csv_folder, tmp_path)
+    generate_profiles(cfg)
+    embed_profiles(cfg, encoder=LengthEncoder())
+    split, _ = job_histories(cfg)
+    other = ratio_split(split.dataset, 0.5, 0.25, 0.25)
+    with pytest.raises(LeakError, match="outside the training part of this ratio split"):
+        export_vectors(cfg, encoder_id="test:length", check_split=other)
+
+
+def test_encoder_ids_and_e5_prefix():
+    from llmkt.profiles.config import EmbeddingConfig
+
+    assert encoder_id_of(EmbeddingConfig()) == "st:all-minilm-l6-v2:-:norm"
+    assert encoder_id_of(EmbeddingConfig(model="intfloat/multilingual-e5-small")) == \
+        "st:multilingual-e5-small:query::norm"
+    assert encoder_id_of(EmbeddingConfig(model="x-e5", prefix="passage: ", normalize=False)) == "st:x-e5:passage::raw"
+
+
+def test_openai_embeddings_are_normalised():
+    from llmkt.profiles.config import EmbeddingConfig
+    from llmkt.profiles.embed import OpenAIEncoder
+
+    from .http_helpers import FakeOpenAI, Server
+
+    with Server(FakeOpenAI) as srv:
+        enc = OpenAIEncoder(EmbeddingConfig(kind="openai", model="emb", base_url=srv.url, api_key_env=None))
+        x = enc.encode(["abc", "de"])
+    assert srv.requests[0][1] == {"model": "emb", "input": ["abc", "de"]}
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(x[0], np.array([3, 1, 0, 0]) / np.sqrt(10), rtol=1e-6)
+
+
+def test_minilm_encoder_real_weights(csv_folder, tmp_path):  # noqa: F811
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        if os.environ.get("LLMKT_REQUIRE_LLM"):
+            pytest.fail("sentence-transformers missing")
+        pytest.skip("sentence-transformers not installed")
+    from llmkt.profiles.weights import weights_path
+
+    if not (weights_path("all-minilm-l6-v2").parent / ".verified").exists() and not os.environ.get("LLMKT_REQUIRE_LLM"):
+        pytest.skip("all-minilm-l6-v2 not fetched")
+    cfg = _cfg(csv_folder, tmp_path, embedding={"threads": 1})
+    generate_profiles(cfg)
+    r = embed_profiles(cfg)
+    assert (r.encoder_id, r.dim, r.embedded) == ("st:all-minilm-l6-v2:-:norm", 384, 2)
+    pv = export_vectors(cfg)
+    np.testing.assert_allclose(np.linalg.norm(pv.vectors, axis=1), 1.0, rtol=1e-5)
+    assert float(pv.vectors[0] @ pv.vectors[1]) < 0.9999  # two different profiles, two different vectors
