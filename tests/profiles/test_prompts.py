@@ -14,7 +14,7 @@ def test_structured_prompt_lists_items_oldest_first_with_metadata(movie_split):
     lines = [ln for ln in text.splitlines() if ln.startswith("- ")]
     assert lines == ["- Alpha (1995) | Drama | rated 5/5", "- Beta (1977) | Comedy, Drama | rated 4/5",
                      "- Gamma | Horror | rated 2/5", "- Delta (1995) | Drama, War | rated 5/5"]
-    assert "Preferences:" in text and "Behavioural insights:" in text and "Engagement trends:" in text
+    assert "Preferences:" in text and "Behaviour:" in text and "Trend:" in text
 
 
 def test_selection_is_announced(movie_split):

