@@ -22,6 +22,16 @@ def movie_dataset() -> Dataset:
 
 
 @pytest.fixture
+def csv_folder(tmp_path, movie_dataset):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    movie_dataset.interactions[["user_id", "item_id", "rating", "timestamp"]].to_csv(folder / "interactions.csv",
+                                                                                     index=False)
+    movie_dataset.items.drop(columns=["iid"]).to_csv(folder / "items.csv", index=False)
+    return folder
+
+
+@pytest.fixture
 def movie_split(movie_dataset):
     return leave_one_out(movie_dataset)
 

@@ -7,10 +7,9 @@ from click.testing import CliRunner
 from llmkt.cli import main
 
 from .http_helpers import FakeOpenAI, Server
-from .test_generate import csv_folder  # noqa: F401 - fixture
 
 
-def test_profiles_commands_end_to_end(csv_folder, tmp_path):  # noqa: F811
+def test_profiles_commands_end_to_end(csv_folder, tmp_path):
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump({"data": {"name": "csv", "path": str(csv_folder)}, "progress": False,
                                    "store": str(tmp_path / "p.sqlite"), "backend": {"kind": "template"}}))

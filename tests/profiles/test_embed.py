@@ -9,7 +9,6 @@ from llmkt.profiles.embed import Encoder, embed_profiles, encoder_id_of, export_
 from llmkt.profiles.generate import generate_profiles
 from llmkt.profiles.history import LeakError
 
-from .test_generate import csv_folder  # noqa: F401 - fixture
 
 
 class LengthEncoder(Encoder):
@@ -28,7 +27,7 @@ def _cfg(folder, tmp_path, **kw):
                                          "store": str(tmp_path / "p.sqlite"), "backend": {"kind": "template"}, **kw})
 
 
-def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):  # noqa: F811
+def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):
     cfg = _cfg(csv_folder, tmp_path)
     with pytest.raises(DataError, match="no profiles for this job yet"):
         embed_profiles(cfg, encoder=LengthEncoder())
@@ -48,7 +47,7 @@ def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):  # no
     np.testing.assert_array_equal(back.vectors, pv.vectors)
 
 
-def test_export_refuses_profiles_that_saw_evaluation_data(csv_folder, tmp_path):  # noqa: F811
+def test_export_refuses_profiles_that_saw_evaluation_data(csv_folder, tmp_path):
     from llmkt.data.splits import ratio_split
     from llmkt.profiles.generate import job_histories
 
@@ -84,7 +83,7 @@ def test_openai_embeddings_are_normalised():
     np.testing.assert_allclose(x[0], np.array([3, 1, 0, 0]) / np.sqrt(10), rtol=1e-6)
 
 
-def test_minilm_encoder_real_weights(csv_folder, tmp_path):  # noqa: F811
+def test_minilm_encoder_real_weights(csv_folder, tmp_path):
     try:
         import sentence_transformers  # noqa: F401
     except ImportError:

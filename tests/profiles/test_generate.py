@@ -1,4 +1,3 @@
-import pandas as pd
 import pytest
 
 from llmkt.profiles.backends.base import Backend, Generation
@@ -6,16 +5,6 @@ from llmkt.profiles.config import ProfilesConfig
 from llmkt.profiles.generate import generate_profiles
 from llmkt.profiles.report import job_profiles, job_stats
 from llmkt.profiles.store import ProfileStore
-
-
-@pytest.fixture
-def csv_folder(tmp_path, movie_dataset):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    movie_dataset.interactions[["user_id", "item_id", "rating", "timestamp"]].to_csv(folder / "interactions.csv",
-                                                                                     index=False)
-    movie_dataset.items.drop(columns=["iid"]).to_csv(folder / "items.csv", index=False)
-    return folder
 
 
 def _cfg(csv_folder, tmp_path, **kw):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from llmkt.profiles.backends.base import Backend, BackendError, Generation, GenerationSettings, Messages
@@ -60,7 +59,3 @@ class LlamaCppBackend(Backend):
         if llm is not None:
             llm.close()
             self.llm = None
-
-
-def default_threads() -> int:
-    return max(1, (os.cpu_count() or 1))
