@@ -128,10 +128,16 @@ def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) 
         return
     import torch
 
-    model = build_model(cfg.model, n_items)
+    model = build_model(cfg.model, n_items, n_users=10)
     if model.kind == "user_rows":
         batch = {"uid": torch.tensor([1, 2]), "items": (torch.rand(2, n_items + 1) < 0.1).float()}
         what = "user rows"
+    elif model.kind == "pairs":
+        batch = {"uid": torch.tensor([1, 2]), "pos": torch.tensor([3, 4]),
+                 "neg": torch.randint(1, n_items + 1, (2, model.n_negatives))}
+        if model.hist_len:
+            batch["hist"] = torch.randint(0, n_items + 1, (2, model.hist_len))
+        what = f"pairs with {model.n_negatives} negatives"
     else:
         length = model.max_len
         batch = {"uid": torch.tensor([1, 2]), "seq": torch.randint(1, n_items + 1, (2, length + 1))}

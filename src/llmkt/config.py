@@ -86,7 +86,35 @@ class MultVAEConfig(Strict):
     anneal_steps: int = Field(20000, ge=1)
 
 
-ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig], Field(discriminator="name")]
+class BPRMFConfig(Strict):
+    name: Literal["bprmf"]
+    dim: int = Field(64, ge=1)
+    reg: float = Field(0.0, ge=0, description="L2 weight on the batch's embeddings")
+    n_negatives: int = Field(1, ge=1, description="sampled negatives per training interaction")
+
+
+class NeuMFConfig(Strict):
+    name: Literal["neumf"]
+    gmf_dim: int = Field(32, ge=1)
+    mlp_dims: list[int] = Field(default_factory=lambda: [64, 32, 16], min_length=2,
+                                description="MLP widths; the first is split between user and item embeddings")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    n_negatives: int = Field(4, ge=1)
+
+
+class SimpleXConfig(Strict):
+    name: Literal["simplex"]
+    dim: int = Field(64, ge=1)
+    hist_len: int = Field(50, ge=1, description="recent training items aggregated into the user representation")
+    gamma: float = Field(0.5, ge=0, le=1, description="weight of the user embedding against the aggregate")
+    margin: float = Field(0.9, ge=-1, le=1)
+    neg_weight: float = Field(150.0, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    n_negatives: int = Field(100, ge=1)
+
+
+ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig, BPRMFConfig, NeuMFConfig, SimpleXConfig],
+                        Field(discriminator="name")]
 
 
 class TrainingConfig(Strict):

@@ -20,6 +20,6 @@ def evaluate_run(run_dir: str | Path, stage: str = "test") -> EvalResult:
     cfg = load_config(run / "config.yaml")
     ds = load_dataset(cfg)
     split = split_dataset(cfg, ds)
-    model = build_model(cfg.model, ds.n_items)
+    model = build_model(cfg.model, ds.n_items, ds.n_users)
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     return evaluate_model(model, split, stage, protocol_of(cfg), None, cfg.training.eval_batch_size)

@@ -24,7 +24,8 @@ from llmkt.evaluation.ranking import EvalResult, RankingProtocol, evaluate_ranki
 from llmkt.evaluation.significance import paired_test
 from llmkt.models.base import Recommender
 from llmkt.models.registry import build_model
-from llmkt.training.batches import SequenceBatches, SequenceScorer, UserRowBatches, UserRowScorer
+from llmkt.training.batches import (PairBatches, PairScorer, SequenceBatches, SequenceScorer, UserRowBatches,
+                                    UserRowScorer)
 from llmkt.training.callbacks import Callback, CSVLogger, EarlyStopping, MLflowLogger, TensorBoardLogger
 from llmkt.training.seeding import seed_everything
 from llmkt.training.trainer import Trainer, resolve_device
@@ -82,6 +83,9 @@ def make_batches(model: Recommender, split: Split, cfg: RunConfig):
     ds, t = split.dataset, cfg.training
     if model.kind == "user_rows":
         return UserRowBatches(split.train, ds.n_users, ds.n_items, t.batch_size, seed=t.seed)
+    if model.kind == "pairs":
+        return PairBatches(split.train, ds.n_users, ds.n_items, t.batch_size, n_negatives=model.n_negatives,
+                           hist_len=model.hist_len, seed=t.seed)
     return SequenceBatches(split.train, ds.n_users, model.max_len, t.batch_size, seed=t.seed, window=t.window)
 
 
@@ -93,6 +97,8 @@ def evaluate_model(model: Recommender, split: Split, stage: str, protocol: Ranki
     history = split.history(stage)  # train for valid; train + valid for test
     if model.kind == "user_rows":
         scorer = UserRowScorer(model, history, ds.n_users, ds.n_items, device)
+    elif model.kind == "pairs":
+        scorer = PairScorer(model, history, ds.n_users, model.hist_len, device)
     else:
         scorer = SequenceScorer(model, history, ds.n_users, max_len or model.max_len, device)
     model.eval()
@@ -142,7 +148,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     ds = data if data is not None else load_dataset(cfg)
     split = split_dataset(cfg, ds)
     t_data = time.perf_counter() - t0
-    model = build_model(cfg.model, ds.n_items)
+    model = build_model(cfg.model, ds.n_items, ds.n_users)
     max_len = getattr(model, "max_len", None)
     batches = make_batches(model, split, cfg)
     protocol = protocol_of(cfg)

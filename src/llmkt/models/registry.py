@@ -6,19 +6,30 @@ from typing import Callable
 
 from llmkt.models.base import Recommender
 from llmkt.models.bert4rec import BERT4Rec
+from llmkt.models.bprmf import BPRMF
 from llmkt.models.multvae import MultVAE
+from llmkt.models.neumf import NeuMF
 from llmkt.models.sasrec import SASRec
+from llmkt.models.simplex import SimpleX
 
-_BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec": BERT4Rec, "multvae": MultVAE}
+_BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec": BERT4Rec, "multvae": MultVAE,
+                                                    "bprmf": BPRMF, "neumf": NeuMF, "simplex": SimpleX}
+#: models with per-user parameters: they need the number of users
+_NEEDS_USERS = {"bprmf", "neumf", "simplex"}
 
 
 def available_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_model(cfg, n_items: int) -> Recommender:
-    """Build the model named ``cfg.name`` for a catalogue of ``n_items`` items."""
+def build_model(cfg, n_items: int, n_users: int | None = None) -> Recommender:
+    """Build the model named ``cfg.name`` for ``n_items`` items (and ``n_users`` users for models with user
+    embeddings)."""
     if cfg.name not in _BUILDERS:
         raise ValueError(f"model.name: unknown model {cfg.name!r}; available: {available_models()}.")
     params = cfg.model_dump(exclude={"name"})
+    if cfg.name in _NEEDS_USERS:
+        if n_users is None:
+            raise ValueError(f"model {cfg.name!r} has user embeddings: build_model needs n_users.")
+        params["n_users"] = n_users
     return _BUILDERS[cfg.name](n_items=n_items, **params)

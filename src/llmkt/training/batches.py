@@ -116,3 +116,63 @@ class UserRowScorer:
         batch = {"uid": torch.from_numpy(uids).to(self.device),
                  "items": user_rows(self.indptr, self.items, uids, self.n_items).to(self.device)}
         return self.model.score(batch).float().cpu()
+
+
+class PairBatches:
+    """Training batches for pairwise / pointwise CF models (BPR-MF, NeuMF, SimpleX).
+
+    One row per training interaction: ``{"uid": (B,), "pos": (B,), "neg": (B, K)}`` and, when ``hist_len > 0``,
+    ``"hist": (B, hist_len)`` the user's most recent training items (left-padded). Negatives are drawn uniformly
+    from the items the user has no training interaction with (rejection sampling, vectorised). Order and negatives
+    depend only on ``(seed, epoch)``.
+    """
+
+    def __init__(self, train: pd.DataFrame, n_users: int, n_items: int, batch_size: int, n_negatives: int = 1,
+                 hist_len: int = 0, seed: int = 0):
+        self.uids = train["uid"].to_numpy(np.int64)
+        self.iids = train["iid"].to_numpy(np.int64)
+        self.n_items, self.batch_size, self.k, self.seed = n_items, batch_size, n_negatives, seed
+        self.known = np.unique(self.uids * (n_items + 1) + self.iids)  # sorted keys of training pairs
+        self.hist = padded_sequences(train, n_users, hist_len) if hist_len > 0 else None
+
+    def __len__(self) -> int:
+        return (len(self.uids) + self.batch_size - 1) // self.batch_size
+
+    def negatives(self, uids: np.ndarray, rng: np.random.Generator, tries: int = 50) -> np.ndarray:
+        neg = rng.integers(1, self.n_items + 1, size=(len(uids), self.k))
+        for _ in range(tries):
+            keys = uids[:, None] * (self.n_items + 1) + neg
+            pos = np.searchsorted(self.known, keys).clip(max=len(self.known) - 1)
+            bad = self.known[pos] == keys
+            if not bad.any():
+                break
+            neg[bad] = rng.integers(1, self.n_items + 1, size=int(bad.sum()))
+        return neg
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.uids))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            u = self.uids[idx]
+            batch = {"uid": torch.from_numpy(u), "pos": torch.from_numpy(self.iids[idx]),
+                     "neg": torch.from_numpy(self.negatives(u, rng))}
+            if self.hist is not None:
+                batch["hist"] = torch.from_numpy(self.hist[u])
+            yield batch
+
+
+class PairScorer:
+    """Scores users for pair models: ``model.score({"uid", "hist"?})``; ``hist`` from the stage's history."""
+
+    def __init__(self, model: torch.nn.Module, history: pd.DataFrame, n_users: int, hist_len: int = 0,
+                 device: torch.device | str = "cpu"):
+        self.model, self.device = model, torch.device(device)
+        self.hist = torch.from_numpy(padded_sequences(history, n_users, hist_len)) if hist_len > 0 else None
+
+    def __call__(self, uids: np.ndarray) -> torch.Tensor:
+        idx = torch.from_numpy(np.asarray(uids, dtype=np.int64))
+        batch = {"uid": idx.to(self.device)}
+        if self.hist is not None:
+            batch["hist"] = self.hist[idx].to(self.device)
+        return self.model.score(batch).float().cpu()

@@ -29,6 +29,9 @@ DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
     "SASRec": lambda m: f"blocks.{len(m.blocks) - 1}",
     "BERT4Rec": lambda m: f"blocks.{len(m.blocks) - 1}",
     "MultVAE": "mu",
+    "BPRMF": "user_emb",
+    "NeuMF": lambda m: f"mlp.{len(m.mlp) - 1}",
+    "SimpleX": "fuse",
 }
 
 

@@ -1,0 +1,75 @@
+"""NeuMF (He et al., 2017): a GMF tower (elementwise product of embeddings) and an MLP tower (concatenated
+embeddings through ReLU layers), joined by one linear prediction layer; pointwise BCE with sampled negatives.
+
+Batch (``kind = "pairs"``): ``{"uid": (B,), "pos": (B,), "neg": (B, K)}``; the towers run on the ``(B, 1 + K)``
+candidates of each user, so every intermediate output keeps the user on dimension 0.
+
+Layer names: ``user_gmf``/``item_gmf`` -> (B, gmf_dim); ``user_mlp``/``item_mlp`` -> (B, mlp_dims[0] / 2);
+``mlp.0`` ... ``mlp.{n-1}`` -> (B, 1 + K, mlp_dims[i + 1]); ``predict`` -> (B, 1 + K, 1).
+Default transfer layer: the last MLP layer, pooled over the user's candidates (``sequence_mask`` is all ones).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmkt.models.base import Batch, Recommender
+
+
+class NeuMF(Recommender):
+    kind: ClassVar[str] = "pairs"
+
+    def __init__(self, n_items: int, n_users: int, gmf_dim: int = 32, mlp_dims: Sequence[int] = (64, 32, 16),
+                 dropout: float = 0.0, n_negatives: int = 4, score_chunk: int = 1024):
+        super().__init__()
+        if len(mlp_dims) < 2 or mlp_dims[0] % 2:
+            raise ValueError("model.mlp_dims: need at least two widths and an even first width (user + item halves).")
+        self.n_items, self.n_users, self.n_negatives, self.hist_len = n_items, n_users, n_negatives, 0
+        self.score_chunk = score_chunk
+        half = mlp_dims[0] // 2
+        self.user_gmf = nn.Embedding(n_users + 1, gmf_dim)
+        self.item_gmf = nn.Embedding(n_items + 1, gmf_dim, padding_idx=0)
+        self.user_mlp = nn.Embedding(n_users + 1, half)
+        self.item_mlp = nn.Embedding(n_items + 1, half, padding_idx=0)
+        self.mlp = nn.Sequential(*[nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout))
+                                   for a, b in zip(mlp_dims[:-1], mlp_dims[1:])])
+        self.predict = nn.Linear(gmf_dim + mlp_dims[-1], 1)
+        for emb in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
+            nn.init.normal_(emb.weight, std=0.01)
+
+    def _logits(self, uid: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """uid (B,), items (B, C) -> logits (B, C)."""
+        c = items.shape[1]
+        g = self.user_gmf(uid)[:, None, :] * self.item_gmf(items)  # (B, C, gmf_dim)
+        m = torch.cat([self.user_mlp(uid)[:, None, :].expand(-1, c, -1), self.item_mlp(items)], -1)  # (B, C, mlp0)
+        m = self.mlp(m)  # (B, C, mlp_dims[-1])
+        return self.predict(torch.cat([g, m], -1)).squeeze(-1)  # (B, C)
+
+    def sequence_mask(self, batch: Batch) -> torch.Tensor:
+        """Every candidate position is real: (B, 1 + K) ones, for pooling the MLP layers' outputs."""
+        return torch.ones(batch["neg"].shape[0], batch["neg"].shape[1] + 1, dtype=torch.bool,
+                          device=batch["neg"].device)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        items = torch.cat([batch["pos"][:, None], batch["neg"]], 1)  # (B, 1 + K)
+        logits = self._logits(batch["uid"], items)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+    def user_representation(self, batch: Batch) -> torch.Tensor:
+        uid = batch["uid"]
+        return torch.cat([self.user_gmf(uid), self.user_mlp(uid)], -1)  # (B, gmf_dim + mlp0 / 2)
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        uid = batch["uid"]
+        out = torch.empty(len(uid), self.n_items + 1, device=uid.device)
+        out[:, 0] = -torch.inf
+        for start in range(1, self.n_items + 1, self.score_chunk):
+            items = torch.arange(start, min(start + self.score_chunk, self.n_items + 1), device=uid.device)
+            out[:, start:start + len(items)] = self._logits(uid, items[None, :].expand(len(uid), -1))
+        return out
