@@ -31,6 +31,7 @@ class DataConfig(Strict):
     duplicates: Literal["keep_first", "keep_last", "keep_all"] = "keep_last"
     min_user_interactions: int = Field(0, ge=0, description="iterative k-core: minimum interactions per user")
     min_item_interactions: int = Field(0, ge=0, description="iterative k-core: minimum interactions per item")
+    positive_rating: float = Field(4.0, description="click-prediction models (deepfm, dcn): label = rating >= this")
 
 
 class LeaveOneOutSplit(Strict):
@@ -113,8 +114,23 @@ class SimpleXConfig(Strict):
     n_negatives: int = Field(100, ge=1)
 
 
-ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig, BPRMFConfig, NeuMFConfig, SimpleXConfig],
-                        Field(discriminator="name")]
+class DeepFMConfig(Strict):
+    name: Literal["deepfm"]
+    embed_dim: int = Field(16, ge=1)
+    hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class DCNConfig(Strict):
+    name: Literal["dcn"]
+    embed_dim: int = Field(16, ge=1)
+    n_cross: int = Field(3, ge=1)
+    hidden: list[int] = Field(default_factory=lambda: [128, 64], min_length=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig, BPRMFConfig, NeuMFConfig, SimpleXConfig,
+                              DeepFMConfig, DCNConfig], Field(discriminator="name")]
 
 
 class TrainingConfig(Strict):
@@ -130,7 +146,8 @@ class TrainingConfig(Strict):
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms + fixed seeds")
     num_threads: int | None = Field(None, ge=1, description="torch threads; default: torch's choice")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    monitor: str = Field("NDCG@10", description="validation metric for early stopping and the best checkpoint")
+    monitor: str = Field("NDCG@10", description="validation metric for early stopping and the best checkpoint "
+                                                "(click-prediction models always use AUC)")
     patience: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
     eval_every: int = Field(1, ge=1)
     eval_batch_size: int = Field(512, ge=1)

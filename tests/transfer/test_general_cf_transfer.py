@@ -50,3 +50,33 @@ def test_runner_trains_each_with_its_default_layer(tmp_path, small, name, params
     assert res.transfer["layer"] == layer and res.transfer["vector_dim"] == 8
     assert [h["kt/active"] for h in res.history] == [1.0, 1.0, 0.0, 0.0] and _hooks(res.model) == 0
     assert 0 <= res.test.metrics["NDCG@10"] <= 1
+
+
+def test_ctr_default_layer_gradient_reaches_only_upstream():
+    from llmkt.models.dcn import DCN
+    from llmkt.models.deepfm import DeepFM
+
+    batch = {"uid": torch.tensor([1, 2, 2]), "iid": torch.tensor([3, 4, 5]), "label": torch.tensor([1.0, 0.0, 1.0])}
+    for m in (DeepFM(N_ITEMS, N_USERS, embed_dim=4, hidden=[8, 8]), DCN(N_ITEMS, N_USERS, embed_dim=4, hidden=[8, 8])):
+        layer = default_layer(m)
+        assert layer == "dnn.1"
+        kt = KnowledgeTransfer(m, torch.randn(N_USERS + 1, 8), torch.ones(N_USERS + 1, dtype=torch.bool),
+                               TransferSettings(layer=layer, alpha=1.0))
+        kt.build(width=8)
+        kt.on_epoch_start(None, 1)
+        kt.on_loss(None, batch, m.loss(batch).detach()).backward()
+        for name, p in m.named_parameters():
+            upstream = name.startswith(("fields.tables", "dnn."))
+            assert (p.grad is not None and p.grad.abs().sum() > 0) == upstream, (type(m).__name__, name)
+        kt.detach()
+
+
+def test_runner_trains_a_ctr_model_with_transfer(tmp_path, small):  # noqa: F811
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec, reducer={"method": "pca"})
+    cfg["model"] = {"name": "deepfm", "embed_dim": 4, "hidden": [8]}
+    cfg["split"] = {"kind": "ratio"}
+    cfg["data"] = {"positive_rating": 3}
+    res = llmkt.train(cfg, data=ds)
+    assert res.transfer["layer"] == "dnn.0" and set(res.test.metrics) == {"AUC", "LogLoss"}
+    assert {"valid/AUC", "valid/LogLoss"} <= set(res.history[0])  # monitored by AUC, not NDCG

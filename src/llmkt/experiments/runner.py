@@ -20,12 +20,14 @@ import torch
 
 from llmkt.config import RunConfig, apply_overrides, dump_config, load_config, validate_config
 from llmkt.data import Dataset, Split, load_raw, make_split, preprocess
+from llmkt.data.features import build_features
+from llmkt.evaluation.ctr import evaluate_ctr
 from llmkt.evaluation.ranking import EvalResult, RankingProtocol, evaluate_ranking
 from llmkt.evaluation.significance import paired_test
 from llmkt.models.base import Recommender
-from llmkt.models.registry import build_model
-from llmkt.training.batches import (PairBatches, PairScorer, SequenceBatches, SequenceScorer, UserRowBatches,
-                                    UserRowScorer)
+from llmkt.models.registry import CTR_MODELS, build_model
+from llmkt.training.batches import (CTRBatches, PairBatches, PairScorer, SequenceBatches, SequenceScorer,
+                                    UserRowBatches, UserRowScorer)
 from llmkt.training.callbacks import Callback, CSVLogger, EarlyStopping, MLflowLogger, TensorBoardLogger
 from llmkt.training.seeding import seed_everything
 from llmkt.training.trainer import Trainer, resolve_device
@@ -83,6 +85,8 @@ def make_batches(model: Recommender, split: Split, cfg: RunConfig):
     ds, t = split.dataset, cfg.training
     if model.kind == "user_rows":
         return UserRowBatches(split.train, ds.n_users, ds.n_items, t.batch_size, seed=t.seed)
+    if model.kind == "ctr":
+        return CTRBatches(split.train, t.batch_size, cfg.data.positive_rating, seed=t.seed)
     if model.kind == "pairs":
         return PairBatches(split.train, ds.n_users, ds.n_items, t.batch_size, n_negatives=model.n_negatives,
                            hist_len=model.hist_len, seed=t.seed)
@@ -91,9 +95,13 @@ def make_batches(model: Recommender, split: Split, cfg: RunConfig):
 
 def evaluate_model(model: Recommender, split: Split, stage: str, protocol: RankingProtocol,
                    max_len: int | None = None, batch_size: int = 512,
-                   device: torch.device | str = "cpu") -> EvalResult:
-    """Rank all items for every user with targets in ``stage`` ('valid' or 'test')."""
+                   device: torch.device | str = "cpu", positive_rating: float = 4.0) -> EvalResult:
+    """Rank all items for every user with targets in ``stage`` ('valid' or 'test'); click-prediction models get
+    AUC and LogLoss on every row of the stage instead."""
     ds = split.dataset
+    if model.kind == "ctr":
+        return evaluate_ctr(model, split.targets(stage), positive_rating, stage=stage, batch_size=8 * batch_size,
+                            device=device, user_ids=ds.user_map.external_ids)
     history = split.history(stage)  # train for valid; train + valid for test
     if model.kind == "user_rows":
         scorer = UserRowScorer(model, history, ds.n_users, ds.n_items, device)
@@ -148,13 +156,16 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     ds = data if data is not None else load_dataset(cfg)
     split = split_dataset(cfg, ds)
     t_data = time.perf_counter() - t0
-    model = build_model(cfg.model, ds.n_items, ds.n_users)
+    features = build_features(ds) if cfg.model.name in CTR_MODELS else None
+    model = build_model(cfg.model, ds.n_items, ds.n_users, features)
+    monitor = "AUC" if model.kind == "ctr" else t.monitor
     max_len = getattr(model, "max_len", None)
     batches = make_batches(model, split, cfg)
     protocol = protocol_of(cfg)
 
     def validate(m: torch.nn.Module) -> EvalResult:
-        return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device)
+        return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device,
+                              cfg.data.positive_rating)
 
     callbacks: list[Callback] = []
     extra_params: list[torch.nn.Parameter] = []
@@ -168,7 +179,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
         transfer_info = setup.info
     callbacks.append(CSVLogger(run_dir / "metrics.csv"))
     if t.patience:
-        callbacks.append(EarlyStopping(t.monitor, t.patience))
+        callbacks.append(EarlyStopping(monitor, t.patience))
     if "tensorboard" in cfg.output.loggers:
         callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
     if "mlflow" in cfg.output.loggers:
@@ -177,7 +188,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     optimizer = torch.optim.Adam(list(model.parameters()) + extra_params, lr=t.lr, betas=t.adam_betas,
                                  weight_decay=t.weight_decay)
     trainer = Trainer(model, epochs=t.epochs, optimizer=optimizer, grad_clip=t.grad_clip,
-                      monitor=t.monitor, eval_every=t.eval_every, callbacks=callbacks,
+                      monitor=monitor, eval_every=t.eval_every, callbacks=callbacks,
                       run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress)
     t1 = time.perf_counter()
     trainer.fit(batches, validate, resume_from=resume_from)
@@ -185,7 +196,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
 
     valid = validate(model)  # best weights are loaded by fit()
     t2 = time.perf_counter()
-    test = evaluate_model(model, split, "test", protocol, max_len, t.eval_batch_size, device)
+    test = evaluate_model(model, split, "test", protocol, max_len, t.eval_batch_size, device, cfg.data.positive_rating)
     t_test = time.perf_counter() - t2
     epoch_s = sorted(h["epoch_seconds"] for h in trainer.history)
     timings = {"data_s": t_data, "train_s": t_train, "test_eval_s": t_test,

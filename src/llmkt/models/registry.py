@@ -7,24 +7,29 @@ from typing import Callable
 from llmkt.models.base import Recommender
 from llmkt.models.bert4rec import BERT4Rec
 from llmkt.models.bprmf import BPRMF
+from llmkt.models.dcn import DCN
+from llmkt.models.deepfm import DeepFM
 from llmkt.models.multvae import MultVAE
 from llmkt.models.neumf import NeuMF
 from llmkt.models.sasrec import SASRec
 from llmkt.models.simplex import SimpleX
 
 _BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec": BERT4Rec, "multvae": MultVAE,
-                                                    "bprmf": BPRMF, "neumf": NeuMF, "simplex": SimpleX}
+                                                    "bprmf": BPRMF, "neumf": NeuMF, "simplex": SimpleX,
+                                                    "deepfm": DeepFM, "dcn": DCN}
 #: models with per-user parameters: they need the number of users
-_NEEDS_USERS = {"bprmf", "neumf", "simplex"}
+_NEEDS_USERS = {"bprmf", "neumf", "simplex", "deepfm", "dcn"}
+#: click-prediction models: they read side features (llmkt.data.features)
+CTR_MODELS = {"deepfm", "dcn"}
 
 
 def available_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def build_model(cfg, n_items: int, n_users: int | None = None) -> Recommender:
+def build_model(cfg, n_items: int, n_users: int | None = None, features=None) -> Recommender:
     """Build the model named ``cfg.name`` for ``n_items`` items (and ``n_users`` users for models with user
-    embeddings)."""
+    embeddings; ``features``, a ``FeatureTables``, for click-prediction models)."""
     if cfg.name not in _BUILDERS:
         raise ValueError(f"model.name: unknown model {cfg.name!r}; available: {available_models()}.")
     params = cfg.model_dump(exclude={"name"})
@@ -32,4 +37,6 @@ def build_model(cfg, n_items: int, n_users: int | None = None) -> Recommender:
         if n_users is None:
             raise ValueError(f"model {cfg.name!r} has user embeddings: build_model needs n_users.")
         params["n_users"] = n_users
+    if cfg.name in CTR_MODELS:
+        params["features"] = features
     return _BUILDERS[cfg.name](n_items=n_items, **params)

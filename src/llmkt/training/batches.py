@@ -129,8 +129,8 @@ class PairBatches:
 
     def __init__(self, train: pd.DataFrame, n_users: int, n_items: int, batch_size: int, n_negatives: int = 1,
                  hist_len: int = 0, seed: int = 0):
-        self.uids = train["uid"].to_numpy(np.int64)
-        self.iids = train["iid"].to_numpy(np.int64)
+        self.uids = train["uid"].to_numpy(np.int64, copy=True)
+        self.iids = train["iid"].to_numpy(np.int64, copy=True)
         self.n_items, self.batch_size, self.k, self.seed = n_items, batch_size, n_negatives, seed
         self.known = np.unique(self.uids * (n_items + 1) + self.iids)  # sorted keys of training pairs
         self.hist = padded_sequences(train, n_users, hist_len) if hist_len > 0 else None
@@ -176,3 +176,31 @@ class PairScorer:
         if self.hist is not None:
             batch["hist"] = self.hist[idx].to(self.device)
         return self.model.score(batch).float().cpu()
+
+
+def click_labels(frame: pd.DataFrame, positive_rating: float) -> np.ndarray:
+    """1 where ``rating >= positive_rating`` (a click), else 0; every row of ``frame`` becomes one example."""
+    if "rating" not in frame.columns:
+        raise ValueError("click-prediction models need ratings to derive labels; this dataset has none.")
+    return (frame["rating"].to_numpy(np.float32) >= positive_rating).astype(np.float32)
+
+
+class CTRBatches:
+    """Training batches for click-prediction models: ``{"uid": (B,), "iid": (B,), "label": (B,)}``, one row per
+    training interaction with ``label = rating >= positive_rating``, shuffled by ``(seed, epoch)``."""
+
+    def __init__(self, train: pd.DataFrame, batch_size: int, positive_rating: float = 4.0, seed: int = 0):
+        self.uids = train["uid"].to_numpy(np.int64, copy=True)
+        self.iids = train["iid"].to_numpy(np.int64, copy=True)
+        self.labels = click_labels(train, positive_rating)
+        self.batch_size, self.seed = batch_size, seed
+
+    def __len__(self) -> int:
+        return (len(self.uids) + self.batch_size - 1) // self.batch_size
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.uids))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield {"uid": torch.from_numpy(self.uids[idx]), "iid": torch.from_numpy(self.iids[idx]),
+                   "label": torch.from_numpy(self.labels[idx])}

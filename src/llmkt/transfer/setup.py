@@ -32,6 +32,8 @@ DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
     "BPRMF": "user_emb",
     "NeuMF": lambda m: f"mlp.{len(m.mlp) - 1}",
     "SimpleX": "fuse",
+    "DeepFM": lambda m: f"dnn.{len(m.dnn) - 1}",
+    "DCN": lambda m: f"dnn.{len(m.dnn) - 1}",
 }
 
 
