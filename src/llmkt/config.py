@@ -129,8 +129,46 @@ class DCNConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class VectorsConfig(Strict):
+    path: str | None = Field(None, description=".npz (ProfileVectors.save), .npy (+ ids), .parquet or .csv")
+    ids: str | None = Field(None, description="user ids in row order, for a .npy matrix")
+    profiles: str | None = Field(None, description="a profile-job YAML (llmkt profiles ...): read its vectors from "
+                                                   "the profile store, leak-checked against this run's split")
+    encoder: str | None = Field(None, description="with profiles: encoder id in the store; default: the job's")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.profiles is None):
+            raise ValueError("give exactly one of path (a vectors file) or profiles (a profile-job YAML)")
+        return self
+
+
+class ItemKnowledgeConfig(Strict):
+    path: str | None = Field(None, description=".npz of item vectors (ProfileVectors.save with item ids)")
+    text: bool = Field(False, description="embed each item's metadata text (title, year, genres) instead")
+    encoder: str = Field("all-minilm-l6-v2", description="sentence-transformers model for text: weights name, "
+                                                         "folder or model name")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (not self.text):
+            raise ValueError("give exactly one of path (item vectors) or text: true (embed item metadata)")
+        return self
+
+
+class KARConfig(Strict):
+    name: Literal["kar"]
+    backbone: Annotated[Union[DeepFMConfig, DCNConfig], Field(discriminator="name")]
+    user_knowledge: VectorsConfig
+    item_knowledge: ItemKnowledgeConfig = Field(default_factory=lambda: ItemKnowledgeConfig(text=True))
+    n_shared: int = Field(2, ge=0)
+    n_specific: int = Field(2, ge=1)
+    expert_hidden: int = Field(128, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
 ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig, BPRMFConfig, NeuMFConfig, SimpleXConfig,
-                              DeepFMConfig, DCNConfig], Field(discriminator="name")]
+                              DeepFMConfig, DCNConfig, KARConfig], Field(discriminator="name")]
 
 
 class TrainingConfig(Strict):
@@ -182,20 +220,6 @@ class OutputConfig(Strict):
     name: str | None = Field(None, description="run folder name; default <dataset>-<model>-<timestamp>")
     loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=lambda: ["csv"])
     save_checkpoints: bool = True
-
-
-class VectorsConfig(Strict):
-    path: str | None = Field(None, description=".npz (ProfileVectors.save), .npy (+ ids), .parquet or .csv")
-    ids: str | None = Field(None, description="user ids in row order, for a .npy matrix")
-    profiles: str | None = Field(None, description="a profile-job YAML (llmkt profiles ...): read its vectors from "
-                                                   "the profile store, leak-checked against this run's split")
-    encoder: str | None = Field(None, description="with profiles: encoder id in the store; default: the job's")
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if (self.path is None) == (self.profiles is None):
-            raise ValueError("give exactly one of path (a vectors file) or profiles (a profile-job YAML)")
-        return self
 
 
 class ReducerConfig(Strict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,19 +46,22 @@ class RunResult:
     timings: dict[str, float]
     transfer: dict[str, Any] | None = None
     base: "RunResult | None" = None
+    model_info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         out = {"dataset": self.config.data.name, "model": self.config.model.name, "split": self.split.kind,
                "protocol": self.test.protocol, "best_epoch": self.best_epoch,
                "valid": self.valid.metrics, "test": self.test.metrics, "timings": self.timings,
                "run_dir": str(self.run_dir)}
+        if self.model_info:
+            out["model_info"] = self.model_info
         if self.transfer is not None:
             out["transfer"] = self.transfer
         if self.base is not None:
             out["base"] = {"valid": self.base.valid.metrics, "test": self.base.test.metrics,
                            "run_dir": str(self.base.run_dir)}
             out["paired_vs_base"] = {m: paired_test(self.base.test.per_user, self.test.per_user, m).__dict__
-                                     for m in ("NDCG@10",) if m in self.test.metrics}
+                                     for m in ("NDCG@10", "LogLoss") if m in self.test.metrics}
         return out
 
 
@@ -114,6 +117,15 @@ def evaluate_model(model: Recommender, split: Split, stage: str, protocol: Ranki
                             batch_size=batch_size, stage=stage, user_ids=ds.user_map.external_ids)
 
 
+def build_run_model(cfg: RunConfig, ds: Dataset, split: Split, features=None) -> tuple[Recommender, dict]:
+    """The model of a run (KAR also loads its knowledge vectors) and what to report about its inputs."""
+    if cfg.model.name == "kar":
+        from llmkt.baselines.kar_setup import build_kar
+
+        return build_kar(cfg.model, ds, split, features, cfg.data.data_dir)
+    return build_model(cfg.model, ds.n_items, ds.n_users, features), {}
+
+
 def _run_dir(cfg: RunConfig) -> Path:
     name = cfg.output.name or (f"{cfg.data.name}-{cfg.model.name}-"
                                f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}")
@@ -157,7 +169,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     split = split_dataset(cfg, ds)
     t_data = time.perf_counter() - t0
     features = build_features(ds) if cfg.model.name in CTR_MODELS else None
-    model = build_model(cfg.model, ds.n_items, ds.n_users, features)
+    model, model_info = build_run_model(cfg, ds, split, features)
     monitor = "AUC" if model.kind == "ctr" else t.monitor
     max_len = getattr(model, "max_len", None)
     batches = make_batches(model, split, cfg)
@@ -203,7 +215,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
                "median_epoch_s": epoch_s[len(epoch_s) // 2] if epoch_s else 0.0,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings,
-                       transfer_info, base)
+                       transfer_info, base, model_info)
     (run_dir / "results.json").write_text(json.dumps(result.summary(), indent=2))
     test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
     return result

@@ -20,19 +20,22 @@ _BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec"
 #: models with per-user parameters: they need the number of users
 _NEEDS_USERS = {"bprmf", "neumf", "simplex", "deepfm", "dcn"}
 #: click-prediction models: they read side features (llmkt.data.features)
-CTR_MODELS = {"deepfm", "dcn"}
+CTR_MODELS = {"deepfm", "dcn", "kar"}
 
 
 def available_models() -> list[str]:
-    return sorted(_BUILDERS)
+    return sorted([*_BUILDERS, "kar"])
 
 
-def build_model(cfg, n_items: int, n_users: int | None = None, features=None) -> Recommender:
+def build_model(cfg, n_items: int, n_users: int | None = None, features=None, **extra) -> Recommender:
     """Build the model named ``cfg.name`` for ``n_items`` items (and ``n_users`` users for models with user
     embeddings; ``features``, a ``FeatureTables``, for click-prediction models)."""
+    if cfg.name == "kar":
+        raise ValueError("model 'kar' needs knowledge vectors and the split: build it with "
+                         "llmkt.baselines.kar_setup.build_kar (the runner does).")
     if cfg.name not in _BUILDERS:
         raise ValueError(f"model.name: unknown model {cfg.name!r}; available: {available_models()}.")
-    params = cfg.model_dump(exclude={"name"})
+    params = {**cfg.model_dump(exclude={"name"}), **extra}
     if cfg.name in _NEEDS_USERS:
         if n_users is None:
             raise ValueError(f"model {cfg.name!r} has user embeddings: build_model needs n_users.")

@@ -154,6 +154,11 @@ def export_vectors(config: ProfilesConfig | str | Path | dict | None = None, ove
     encoder_id = encoder_id or encoder_id_of(cfg.embedding)
     with ProfileStore(cfg.store_path()) as store:
         split, recs = job_records(cfg, store)
+        if not recs:
+            jobs = [(j["model_id"], j["prompt_hash"], j["profiles"]) for j in store.jobs()]
+            raise DataError(f"profile store {cfg.store_path()}: no profiles for this job (model "
+                            f"{cfg.backend.kind}, this prompt and these settings); the store holds (model, prompt "
+                            f"hash, profiles): {jobs[:5]}. Use the config the profiles were generated with.")
         check_leak_free(((r.external_user, r.history_keys) for r in recs), check_split or split)
         vecs = store.embeddings([r.key for r in recs], encoder_id)
         if not vecs:

@@ -44,12 +44,15 @@ class ProfileVectors:
     def dim(self) -> int:
         return self.vectors.shape[1]
 
-    def aligned(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """``(matrix, mask)`` indexed by internal uid (row 0 = padding): ``(n_users + 1, dim)``, ``(n_users + 1,)``."""
-        uid = dataset.user_map.to_internal(_match_dtype(self.user_ids, dataset.user_map.external_ids),
-                                           unknown="zero")
-        out = np.zeros((dataset.n_users + 1, self.dim), dtype=np.float32)
-        mask = np.zeros(dataset.n_users + 1, dtype=bool)
+    def aligned(self, dataset: Dataset, by: str = "user") -> tuple[np.ndarray, np.ndarray]:
+        """``(matrix, mask)`` indexed by internal uid (row 0 = padding): ``(n_users + 1, dim)``, ``(n_users + 1,)``.
+
+        ``by="item"`` reads the ids as external item ids (item knowledge vectors) and indexes by internal iid.
+        """
+        id_map = dataset.user_map if by == "user" else dataset.item_map
+        uid = id_map.to_internal(_match_dtype(self.user_ids, id_map.external_ids), unknown="zero")
+        out = np.zeros((len(id_map) + 1, self.dim), dtype=np.float32)
+        mask = np.zeros(len(id_map) + 1, dtype=bool)
         known = uid > 0
         out[uid[known]] = self.vectors[known]
         mask[uid[known]] = True
