@@ -4,7 +4,6 @@ embedding)."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from llmkt.baselines.kar import KAR

@@ -182,7 +182,7 @@ def load_ml_1m(folder: Path, data_dir: Path, name: str = "ml-1m") -> RawData:
 
 def load_amazon_beauty(folder: Path, data_dir: Path) -> RawData:
     spath = _need(folder, "amazon-beauty", data_dir, "sequences.txt")
-    users, items_, order = [], [], []
+    users, items_ = [], []
     with open(spath, encoding="utf-8") as f:
         for line in f:
             parts = line.split()
