@@ -1,0 +1,178 @@
+"""LLM-KT's tables on one harness: base vs knowledge transfer for general CF models (NeuMF, SimpleX, MultVAE:
+NDCG@10, Recall@10, HR@10) and base vs KAR vs transfer for click-prediction models (DCN, DeepFM: AUC), on the
+time-ordered 70/10/20 ratio split, full ranking, mean ± std over seeds, alpha chosen on validation.
+
+Profile vectors (all built from the ratio split's training part only):
+* ``llm``: the offline default LLM's profiles (profile job = configs/profiles_ml100k.yaml with this dataset and
+  split), used only if every user has one in the store;
+* ``template``: the no-LLM control (statistics of the training history), generated here if missing;
+* ``leak``: LEAK-BY-DESIGN genre histogram of each user's validation + test items, a diagnostic of the mechanism,
+  never a result;
+* ``random``: Gaussian vectors of the template vectors' shape, the control every transfer row is read against.
+Text vectors are embedded with all-MiniLM-L6-v2 and reduced by PCA (fitted on training users) to the layer width.
+
+    python benchmarks/cf_ctr_results.py --data-dir ../shared/data --datasets ml-100k ml-1m-half --seeds 1 2 3
+    python benchmarks/report_results.py benchmarks/results/cf_ctr_*.json > docs/results.md   # tables
+
+Rows are appended to the output JSON as they finish; a rerun skips finished rows (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import llmkt
+from llmkt.data import columns as C
+from llmkt.experiments.runner import load_dataset, split_dataset
+from llmkt.transfer.vectors import ProfileVectors
+
+CF = {
+    "neumf": {"model": {"name": "neumf"}, "training": {"epochs": 20, "batch_size": 1024, "lr": 0.001}},
+    "simplex": {"model": {"name": "simplex"}, "training": {"epochs": 20, "batch_size": 1024, "lr": 0.001}},
+    "multvae": {"model": {"name": "multvae"}, "training": {"epochs": 100, "batch_size": 128, "lr": 0.001}},
+}
+CTR = {
+    "deepfm": {"model": {"name": "deepfm"}, "training": {"epochs": 10, "batch_size": 1024, "lr": 0.001}},
+    "dcn": {"model": {"name": "dcn"}, "training": {"epochs": 10, "batch_size": 1024, "lr": 0.001}},
+}
+
+
+def genre_leak(split) -> ProfileVectors:
+    """LEAK BY DESIGN: normalised genre histogram of each user's validation + test items."""
+    items = split.dataset.items.set_index(C.IID)["genres"].fillna("")
+    vocab = sorted({g for gs in items for g in gs.split("|") if g})
+    onehot = np.zeros((split.dataset.n_items + 1, len(vocab)), dtype=np.float32)
+    for iid, gs in items.items():
+        for g in gs.split("|"):
+            if g:
+                onehot[iid, vocab.index(g)] = 1.0
+    held = pd.concat([split.valid, split.test])
+    hist = np.zeros((split.dataset.n_users + 1, len(vocab)), dtype=np.float32)
+    np.add.at(hist, held[C.UID].to_numpy(), onehot[held[C.IID].to_numpy()])
+    users = np.unique(held[C.UID].to_numpy())
+    h = hist[users] / np.maximum(hist[users].sum(1, keepdims=True), 1.0)
+    return ProfileVectors(split.dataset.user_map.to_external(users), h,
+                          {"source": "LEAK-BY-DESIGN genre histogram of validation + test items"})
+
+
+def profile_job(dataset: str, data_dir: str, backend: dict, store: str) -> dict:
+    import yaml
+
+    job = yaml.safe_load(Path("configs/profiles_ml100k.yaml").read_text())
+    job["data"] = {"name": dataset, "data_dir": data_dir}
+    job["split"] = {"kind": "ratio"}
+    job["backend"] = backend
+    job["store"] = store
+    job["progress"] = False
+    return job
+
+
+def text_vectors(job: dict, generate: bool, tmp: Path, name: str) -> Path | None:
+    """Vectors of a profile job as a .npz, or None when the store does not cover every user."""
+    from llmkt.profiles.embed import embed_profiles, export_vectors
+    from llmkt.profiles.generate import generate_profiles
+    from llmkt.profiles.report import job_stats
+
+    if generate:
+        generate_profiles(job)
+    if job_stats(job)["missing"] > 0:
+        return None
+    embed_profiles(job)
+    pv = export_vectors(job)
+    return pv.save(tmp / f"{name}.npz")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m-half"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.5])
+    ap.add_argument("--kinds", nargs="+", default=["llm", "template", "leak", "random"])
+    ap.add_argument("--models", nargs="+", default=[*CF, *CTR])
+    ap.add_argument("--epochs", type=int, default=None, help="override every model's epochs (quick checks)")
+    ap.add_argument("--out-dir", default="benchmarks/results")
+    args = ap.parse_args()
+    tmp = Path("runs/cf_ctr_vectors")
+    tmp.mkdir(parents=True, exist_ok=True)
+
+    for dataset in args.datasets:
+        out = Path(args.out_dir) / f"cf_ctr_{dataset}.json"
+        state = json.loads(out.read_text()) if out.exists() else {"rows": [], "vectors": {}}
+        done = {(r["model"], r["variant"], r["alpha"], r["seed"]) for r in state["rows"]}
+        cfg0 = llmkt.load_config(None, [f"data.data_dir={args.data_dir}", f"data.name={dataset}", "split.kind=ratio"])
+        ds = load_dataset(cfg0)
+        split = split_dataset(cfg0, ds)
+
+        vectors: dict[str, Path] = {}
+        if "llm" in args.kinds:
+            p = text_vectors(profile_job(dataset, args.data_dir, {"kind": "llamacpp"},
+                                         f"profiles/{dataset}-ratio.sqlite"), False, tmp, f"{dataset}-llm")
+            if p is not None:
+                vectors["llm"] = p
+            state["vectors"]["llm"] = "used" if p is not None else "not available (store incomplete)"
+        if "template" in args.kinds or "random" in args.kinds:
+            p = text_vectors(profile_job(dataset, args.data_dir, {"kind": "template"},
+                                         f"profiles/{dataset}-ratio-template.sqlite"), True, tmp, f"{dataset}-template")
+            if "template" in args.kinds:
+                vectors["template"] = p
+            if "random" in args.kinds:
+                pv = ProfileVectors.load(p)
+                rnd = np.random.default_rng(0).normal(0, pv.vectors.std(), pv.vectors.shape)
+                vectors["random"] = ProfileVectors(pv.user_ids, rnd, {"source": "random control"}).save(
+                    tmp / f"{dataset}-random.npz")
+        if "leak" in args.kinds:
+            vectors["leak"] = genre_leak(split).save(tmp / f"{dataset}-leak.npz")
+        state["vectors"].update({k: str(v) for k, v in vectors.items()})
+
+        def run(model: str, variant: str, alpha: float | None, seed: int) -> None:
+            key = (model, variant, alpha, seed)
+            if key in done:
+                return
+            spec = {**CF, **CTR}[model]
+            cfg = {"data": {"name": dataset, "data_dir": args.data_dir}, "split": {"kind": "ratio"},
+                   "model": dict(spec["model"]),
+                   "training": {**spec["training"], "seed": seed, "progress": False,
+                                **({"epochs": args.epochs} if args.epochs else {})},
+                   "output": {"dir": "runs/cf_ctr", "save_checkpoints": False}}
+            if variant.startswith("transfer:"):
+                kind = variant.split(":")[1]
+                # text vectors (384-d): PCA to the layer's width; the 19-d leak histogram: as is, through an
+                # orthogonal projection (docs/transfer.md), since some default layers are narrower than 19
+                shape = {"reducer": {"method": "none"}, "alignment": "projection"} if kind == "leak" else \
+                    {"reducer": {"method": "pca"}}
+                cfg["transfer"] = {"vectors": {"path": str(vectors[kind])}, **shape, "alpha": alpha,
+                                   "compare_base": False}
+            elif variant.startswith("kar:"):
+                cfg["model"] = {"name": "kar", "backbone": dict(spec["model"]),
+                                "user_knowledge": {"path": str(vectors[variant.split(":")[1]])},
+                                "item_knowledge": {"text": True}}
+            t0 = time.perf_counter()
+            res = llmkt.train(cfg, data=ds)
+            row = {"model": model, "variant": variant, "alpha": alpha, "seed": seed,
+                   "valid": res.valid.metrics, "test": res.test.metrics, "seconds": time.perf_counter() - t0,
+                   "best_epoch": res.best_epoch}
+            state["rows"].append(row)
+            done.add(key)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(state, indent=1, default=str))
+            print(json.dumps({k: v for k, v in row.items() if k != "valid"}), flush=True)
+
+        for seed in args.seeds:
+            for model in args.models:
+                run(model, "base", None, seed)
+                for kind in vectors:
+                    for alpha in args.alphas:
+                        run(model, f"transfer:{kind}", alpha, seed)
+                    if model in CTR and kind != "leak":  # KAR reads knowledge as input: no leak diagnostic
+                        run(model, f"kar:{kind}", None, seed)
+
+
+if __name__ == "__main__":
+    main()

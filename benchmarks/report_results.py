@@ -1,0 +1,60 @@
+"""Markdown tables from cf_ctr_results.py outputs: per dataset and model, base and every variant (alpha chosen
+on mean validation metric over seeds), test metrics as mean ± std over seeds, and the per-seed paired difference
+to the base model (mean ± std).
+
+    python benchmarks/report_results.py benchmarks/results/cf_ctr_ml-100k.json [...]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+
+
+def ms(values: list[float]) -> str:
+    if not values:
+        return "–"
+    sd = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def table(rows: list[dict], dataset: str) -> str:
+    by_model: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_model[r["model"]].append(r)
+    out = [f"### {dataset}", ""]
+    for model, rs in by_model.items():
+        ctr = "AUC" in rs[0]["test"]
+        metrics = ["AUC", "LogLoss"] if ctr else ["NDCG@10", "Recall@10", "HR@10"]
+        sel = metrics[0]
+        base = {r["seed"]: r for r in rs if r["variant"] == "base"}
+        out += [f"**{model}** (alpha chosen on validation {sel})", "",
+                "| variant | alpha | " + " | ".join(f"test {m}" for m in metrics) + f" | Δ{sel} vs base (paired by seed) | seeds |",
+                "|---|---|" + "---|" * len(metrics) + "---|---|"]
+        variants = sorted({r["variant"] for r in rs}, key=lambda v: (v != "base", v))
+        for v in variants:
+            vr = [r for r in rs if r["variant"] == v]
+            alphas = sorted({r["alpha"] for r in vr}, key=lambda a: (a is None, a))
+            best = max(alphas, key=lambda a: statistics.mean(r["valid"][sel] for r in vr if r["alpha"] == a))
+            chosen = [r for r in vr if r["alpha"] == best]
+            diffs = [r["test"][sel] - base[r["seed"]]["test"][sel] for r in chosen if r["seed"] in base]
+            label = v + (" (LEAK BY DESIGN)" if "leak" in v else "")
+            out.append(f"| {label} | {best if best is not None else '–'} | "
+                       + " | ".join(ms([r["test"][m] for r in chosen]) for m in metrics)
+                       + f" | {ms(diffs) if v != 'base' else '–'} | {len(chosen)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    for path in sys.argv[1:]:
+        state = json.load(open(path))
+        dataset = path.rsplit("cf_ctr_", 1)[-1].removesuffix(".json")
+        print(table(state["rows"], dataset))
+        print("Vectors: " + "; ".join(f"{k}: {v}" for k, v in state.get("vectors", {}).items()) + "\n")
+
+
+if __name__ == "__main__":
+    main()
