@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from llmkt.cli import main
@@ -32,3 +34,19 @@ def test_train_rejects_bad_config_before_work(tmp_path):
 def test_evaluate_missing_checkpoint(tmp_path):
     out = CliRunner().invoke(main, ["evaluate", str(tmp_path)])
     assert out.exit_code == 2 and "best.pt" in out.output
+
+
+@pytest.mark.parametrize("model, default, shape_line", [
+    ("sasrec", "blocks.1", ("blocks.1", "(2, 50, 64)")),
+    ("multvae", "mu", ("mu", "(2, 200)")),
+    ("neumf", "mlp.1", ("mlp.1", "(2, 5, 16)")),
+    ("simplex", "fuse", ("fuse", "(2, 64)")),
+    ("deepfm", "dnn.1", ("dnn.1", "(2, 64)")),
+])
+def test_inspect_model_lists_layers_shapes_and_the_default(model, default, shape_line):
+    over = ["--set", f"model={{name: {model}}}"] + (["--set", "model.max_len=50"] if model == "sasrec" else [])
+    out = CliRunner().invoke(main, ["inspect-model", *over])
+    assert out.exit_code == 0, out.output
+    assert f"default transfer layer: {default}" in out.output
+    line = next(ln for ln in out.output.splitlines() if ln.split() and ln.split()[0] == shape_line[0])
+    assert shape_line[1] in line

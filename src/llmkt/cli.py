@@ -128,8 +128,14 @@ def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) 
         return
     import torch
 
+    if cfg.model.name == "kar":
+        _fail(ValueError("inspect-model: KAR wraps its backbone; inspect the backbone (model.backbone) instead."))
+        return
     model = build_model(cfg.model, n_items, n_users=10)
-    if model.kind == "user_rows":
+    if model.kind == "ctr":
+        batch = {"uid": torch.tensor([1, 2]), "iid": torch.tensor([3, 4]), "label": torch.tensor([1.0, 0.0])}
+        what = "(user, item) rows with side features: none in a dry run"
+    elif model.kind == "user_rows":
         batch = {"uid": torch.tensor([1, 2]), "items": (torch.rand(2, n_items + 1) < 0.1).float()}
         what = "user rows"
     elif model.kind == "pairs":

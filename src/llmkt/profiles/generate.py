@@ -176,7 +176,10 @@ class GenerateReport:
 
 class _Progress:
     def __init__(self, total: int, enabled: bool, report: GenerateReport):
-        self.bar = tqdm(total=total, unit="profile", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+        # On a terminal the bar refreshes often; in a log file (overnight jobs) once a minute.
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit="profile", disable=not enabled, dynamic_ncols=tty, file=sys.stderr,
+                        mininterval=0.5 if tty else 60.0, ncols=None if tty else 100)
         self.report = report
         self.t0 = time.perf_counter()
 
