@@ -37,48 +37,47 @@ class FeatureTables:
         return len(self.user_fields) + len(self.item_fields) + (1 if self.multi_field else 0)
 
 
-def _codes(values: pd.Series) -> tuple[np.ndarray, int]:
+def _column(values: pd.Series, ids: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """Codes ``1..K`` of ``values`` (0 = missing) placed at rows ``ids`` of an ``(n,)`` column; and ``K + 1``."""
     codes, uniques = pd.factorize(values, sort=True)  # -1 for missing
-    return (codes + 1).astype(np.int64), len(uniques) + 1
+    col = np.zeros(n, dtype=np.int64)
+    col[ids] = codes + 1
+    return col, len(uniques) + 1
+
+
+def _stack(cols: list[np.ndarray], n: int) -> np.ndarray:
+    return np.stack(cols, 1) if cols else np.zeros((n, 0), dtype=np.int64)
+
+
+def _genres(items: pd.DataFrame, n: int) -> tuple[np.ndarray, int]:
+    lists = items["genres"].fillna("").astype(str).str.split("|")
+    index = {g: i + 1 for i, g in enumerate(sorted({g for gs in lists for g in gs if g}))}
+    multi = np.zeros((n, max(1, max((len(gs) for gs in lists), default=1))), dtype=np.int64)
+    for iid, gs in zip(items[C.IID].to_numpy(), lists):
+        codes = [index[g] for g in gs if g]
+        multi[iid, :len(codes)] = codes
+    return multi, len(index) + 1
 
 
 def build_features(ds: Dataset) -> FeatureTables:
     ft = FeatureTables()
+    n_i, n_u = ds.n_items + 1, ds.n_users + 1
+    cols: list[np.ndarray] = []
+    ft.item_multi = np.zeros((n_i, 0), dtype=np.int64)
     if ds.items is not None:
         items = ds.items
-        n = ds.n_items + 1
-        cols, cards = [], []
         if "year" in items.columns:
-            decade = (pd.to_numeric(items["year"], errors="coerce") // 10 * 10)
-            codes, card = _codes(decade)
-            col = np.zeros(n, dtype=np.int64)
-            col[items[C.IID].to_numpy()] = codes
+            col, card = _column(pd.to_numeric(items["year"], errors="coerce") // 10 * 10, items[C.IID].to_numpy(), n_i)
             ft.item_fields.append("decade")
+            ft.item_cards.append(card)
             cols.append(col)
-            cards.append(card)
-        if cols:
-            ft.item_codes, ft.item_cards = np.stack(cols, 1), cards
-        else:
-            ft.item_codes = np.zeros((n, 0), dtype=np.int64)
         if "genres" in items.columns:
-            lists = items["genres"].fillna("").astype(str).str.split("|")
-            vocab = sorted({g for gs in lists for g in gs if g})
-            index = {g: i + 1 for i, g in enumerate(vocab)}
-            width = max(1, max((len(gs) for gs in lists), default=1))
-            multi = np.zeros((n, width), dtype=np.int64)
-            for iid, gs in zip(items[C.IID].to_numpy(), lists):
-                codes = [index[g] for g in gs if g]
-                multi[iid, :len(codes)] = codes
-            ft.multi_field, ft.item_multi, ft.multi_card = "genres", multi, len(vocab) + 1
-        else:
-            ft.item_multi = np.zeros((n, 0), dtype=np.int64)
-    else:
-        ft.item_codes = np.zeros((ds.n_items + 1, 0), dtype=np.int64)
-        ft.item_multi = np.zeros((ds.n_items + 1, 0), dtype=np.int64)
+            ft.item_multi, ft.multi_card = _genres(items, n_i)
+            ft.multi_field = "genres"
+    ft.item_codes = _stack(cols, n_i)
+    cols = []
     if ds.users is not None:
         users = ds.users
-        n = ds.n_users + 1
-        cols, cards = [], []
         for name in ("gender", "age", "occupation"):
             if name not in users.columns:
                 continue
@@ -86,16 +85,9 @@ def build_features(ds: Dataset) -> FeatureTables:
             if name == "age":
                 values = pd.Series(np.searchsorted(AGE_BUCKETS, pd.to_numeric(values, errors="coerce"),
                                                    side="right"), index=users.index)
-            codes, card = _codes(values)
-            col = np.zeros(n, dtype=np.int64)
-            col[users[C.UID].to_numpy()] = codes
+            col, card = _column(values, users[C.UID].to_numpy(), n_u)
             ft.user_fields.append(name)
+            ft.user_cards.append(card)
             cols.append(col)
-            cards.append(card)
-        if cols:
-            ft.user_codes, ft.user_cards = np.stack(cols, 1), cards
-        else:
-            ft.user_codes = np.zeros((n, 0), dtype=np.int64)
-    else:
-        ft.user_codes = np.zeros((ds.n_users + 1, 0), dtype=np.int64)
+    ft.user_codes = _stack(cols, n_u)
     return ft

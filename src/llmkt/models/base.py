@@ -46,3 +46,14 @@ class SequentialRecommender(Recommender, ABC):
     kind: ClassVar[str] = "sequential"
     max_len: int
     n_items: int
+
+
+def score_in_chunks(pair_logits, uid: torch.Tensor, n_items: int, chunk: int) -> torch.Tensor:
+    """Scores of every item for models that score (user, item) pairs: ``pair_logits(uid (B,), items (B, C)) ->
+    (B, C)`` is called on item chunks of ``chunk``; returns ``(B, n_items + 1)`` with column 0 = ``-inf``."""
+    out = torch.empty(len(uid), n_items + 1, device=uid.device)
+    out[:, 0] = -torch.inf
+    for start in range(1, n_items + 1, chunk):
+        items = torch.arange(start, min(start + chunk, n_items + 1), device=uid.device)
+        out[:, start:start + len(items)] = pair_logits(uid, items[None, :].expand(len(uid), -1))
+    return out

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmkt.data.features import FeatureTables
-from llmkt.models.base import Batch, Recommender
+from llmkt.models.base import Batch, Recommender, score_in_chunks
 
 
 class FieldEmbedding(nn.Module):
@@ -107,12 +107,8 @@ class CTRModel(Recommender):
         return self.fields.tables[0](batch["uid"])  # (B, e)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        uid = batch["uid"]
-        out = torch.empty(len(uid), self.n_items + 1, device=uid.device)
-        out[:, 0] = -torch.inf
-        for start in range(1, self.n_items + 1, self.score_chunk):
-            items = torch.arange(start, min(start + self.score_chunk, self.n_items + 1), device=uid.device)
-            u = uid[:, None].expand(-1, len(items)).reshape(-1)
-            i = items[None, :].expand(len(uid), -1).reshape(-1)
-            out[:, start:start + len(items)] = self.logits({"uid": u, "iid": i}).view(len(uid), -1)
-        return out
+        def pairs(uid: torch.Tensor, items: torch.Tensor) -> torch.Tensor:  # (B,), (B, C) -> (B, C)
+            b = {"uid": uid[:, None].expand_as(items).reshape(-1), "iid": items.reshape(-1)}
+            return self.logits(b).view(items.shape)
+
+        return score_in_chunks(pairs, batch["uid"], self.n_items, self.score_chunk)

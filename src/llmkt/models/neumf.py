@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmkt.models.base import Batch, Recommender
+from llmkt.models.base import Batch, Recommender, score_in_chunks
 
 
 class NeuMF(Recommender):
@@ -66,10 +66,4 @@ class NeuMF(Recommender):
         return torch.cat([self.user_gmf(uid), self.user_mlp(uid)], -1)  # (B, gmf_dim + mlp0 / 2)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        uid = batch["uid"]
-        out = torch.empty(len(uid), self.n_items + 1, device=uid.device)
-        out[:, 0] = -torch.inf
-        for start in range(1, self.n_items + 1, self.score_chunk):
-            items = torch.arange(start, min(start + self.score_chunk, self.n_items + 1), device=uid.device)
-            out[:, start:start + len(items)] = self._logits(uid, items[None, :].expand(len(uid), -1))
-        return out
+        return score_in_chunks(self._logits, batch["uid"], self.n_items, self.score_chunk)
