@@ -59,3 +59,29 @@ def test_sigkill_mid_run_then_resume(tmp_path):
     rows = con.execute("SELECT user_id, COUNT(*) FROM profiles GROUP BY user_id").fetchall()
     con.close()
     assert len(rows) == 12 and all(n == 1 for _, n in rows)
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    random_interactions(n_users=10, n_items=30, per_user=8, seed=4).to_csv(folder / "interactions.csv", index=False)
+    db = tmp_path / "profiles.sqlite"
+    with Server(FakeOpenAI, delay=0.25) as srv:
+        path = tmp_path / "job.yaml"
+        path.write_text(yaml.safe_dump({
+            "data": {"name": "csv", "path": str(folder)}, "store": str(db), "progress": False,
+            "backend": {"kind": "openai", "model": "fake", "base_url": srv.url, "api_key_env": None,
+                        "concurrency": 1}}))
+        cmd = [sys.executable, "-m", "llmkt.cli", "profiles", "generate", str(path)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while _count(db) < 3 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (out, err)
+        assert "interrupted: finished profiles are stored; rerun the same command to resume." in err
+        stored = _count(db)
+        assert 3 <= stored < 10
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and f"already stored: {stored}, generated now: {10 - stored}" in done.stdout

@@ -57,8 +57,10 @@ def test_rerun_makes_no_llm_call_and_settings_change_the_key(csv_folder, tmp_pat
     assert len(backend.calls) == 2  # nothing regenerated
     generate_profiles(cfg, ["generation.temperature=0.7"])
     assert len(backend.calls) == 4  # new settings, new profiles
+    generate_profiles(cfg, ["generation.max_tokens=20"])  # the fake backend always answers 20 tokens
+    assert job_stats(cfg, ["generation.max_tokens=20"])["hit_max_tokens"] == 2
     with ProfileStore(cfg.store_path()) as s:
-        assert s.count() == 4
+        assert s.count() == 6
 
 
 def test_retry_flagged_regenerates_only_flagged_with_a_new_seed(csv_folder, tmp_path, monkeypatch):
@@ -71,6 +73,7 @@ def test_retry_flagged_regenerates_only_flagged_with_a_new_seed(csv_folder, tmp_
     generate_profiles(cfg)
     s = job_stats(cfg)
     assert s["profiles"] == 2 and s["flags"] == {"refusal": 1, "too_short": 1} and s["flagged_profiles"] == 1
+    assert s["hit_max_tokens"] == 0  # 20 completion tokens of 256
     r = generate_profiles(cfg, retry_flagged=True)
     assert r.generated == 1 and r.flagged == 0
     assert backend.calls[-1][1] == 1  # seed + attempt

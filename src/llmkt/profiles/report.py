@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def job_stats(config: ProfilesConfig | str | Path | dict | None, overrides: list
         "words_median": float(np.median(words)) if len(words) else 0.0,
         "words_min": int(words.min()) if len(words) else 0,
         "flags": dict(counts),
+        # single-call profiles whose answer used the whole max_tokens budget: probably cut mid-sentence
+        "hit_max_tokens": sum(1 for r in recs if r.calls == 1 and
+                              r.completion_tokens >= json.loads(r.settings).get("max_tokens", 1 << 30)),
         "flagged_profiles": sum(1 for _, fl in per if fl),
         "encoders": [{"encoder": e, "dim": d, "vectors": n} for e, d, n in encoders],
         "flagged_examples": [{"user_id": r.external_user, "flags": fl, "text": r.text} for r, fl in per if fl],
