@@ -82,23 +82,28 @@ def main() -> None:
     kt = [f"transfer={{vectors: {{path: {vec}}}, reducer: {{method: pca}}, compare_base: false, "
           f"schedule: [{{step: transfer, fraction: 1.0}}]}}"]
     epochs: dict[str, list[float]] = {"base": [], "transfer": []}
+    cpu: dict[str, list[float]] = {"base": [], "transfer": []}
     scoring: dict[str, list[float]] = {"base": [], "transfer": []}
     for _ in range(args.rounds):
         for name, extra in (("base", []), ("transfer", kt)):
             res = llmkt.train(args.config, common + extra, data=ds)
             epochs[name] += [h["epoch_seconds"] for h in res.history]
+            cpu[name] += [h["epoch_cpu_seconds"] for h in res.history]
             assert (name == "transfer") == ("kt/active" in res.history[0])
             t0 = time.perf_counter()
             evaluate_model(res.model, res.split, "test", protocol_of(res.config), None, 512)
             scoring[name].append(time.perf_counter() - t0)
     step_times = step_benchmark(res, ds, vec, args.step_repeats) if args.step_repeats else {}
     med = {k: statistics.median(v) for k, v in epochs.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     out = {"dataset": args.dataset, "config": args.config, "epoch_seconds": epochs, "median_epoch_s": med,
-           "ratio": med["transfer"] / med["base"], "score_all_users_s": scoring,
+           "ratio": med["transfer"] / med["base"], "epoch_cpu_seconds": cpu, "median_epoch_cpu_s": med_cpu,
+           "cpu_ratio": med_cpu["transfer"] / med_cpu["base"], "score_all_users_s": scoring,
            "median_score_s": {k: statistics.median(v) for k, v in scoring.items()}, "step_seconds": step_times,
            "step_ratio": (statistics.median(step_times["transfer"]) / statistics.median(step_times["base"])
                           if step_times else None)}
-    print(json.dumps({k: out[k] for k in ("median_epoch_s", "ratio", "median_score_s", "step_ratio")}, indent=1))
+    print(json.dumps({k: out[k] for k in ("median_epoch_s", "ratio", "median_epoch_cpu_s", "cpu_ratio",
+                                          "median_score_s", "step_ratio")}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -49,7 +49,7 @@ def test_run_folder_contents_and_best_checkpoint(tmp_path, small):
     for f in ("config.yaml", "metrics.csv", "results.json", "test_per_user.csv", "best.pt", "last.pt"):
         assert (res.run_dir / f).exists(), f
     rows = pd.read_csv(res.run_dir / "metrics.csv")
-    assert {"train/loss", "epoch_seconds", "valid/NDCG@10"} <= set(rows.columns)
+    assert {"train/loss", "epoch_seconds", "epoch_cpu_seconds", "valid/NDCG@10"} <= set(rows.columns)
     best = rows["valid/NDCG@10"].max()
     assert res.valid.metrics["NDCG@10"] == pytest.approx(best)
     assert res.best_epoch == int(rows.loc[rows["valid/NDCG@10"].idxmax(), "epoch"])

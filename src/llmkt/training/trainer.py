@@ -137,9 +137,11 @@ class Trainer:
                 epoch = self.epoch + 1
                 for cb in self.callbacks:
                     cb.on_epoch_start(self, epoch)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 logs: dict[str, Any] = self.train_epoch(batches, epoch)
                 logs["epoch_seconds"] = time.perf_counter() - t0
+                # CPU seconds of this process (all threads): robust to other jobs on the machine
+                logs["epoch_cpu_seconds"] = time.process_time() - c0
                 for cb in self.callbacks:
                     logs.update(cb.epoch_logs(self))
                 if validate is not None and (epoch % self.eval_every == 0 or epoch == self.epochs):
