@@ -26,30 +26,41 @@ def _count(db):
         con.close()
 
 
-def test_sigkill_mid_run_then_resume(tmp_path):
+def _job(tmp_path, srv, n_users: int, seed: int) -> tuple[list[str], object]:
+    """A profile job over ``n_users`` random users against the fake server: the CLI command and the store path."""
     folder = tmp_path / "data"
     folder.mkdir()
-    random_interactions(n_users=12, n_items=30, per_user=8, seed=3).to_csv(folder / "interactions.csv", index=False)
+    random_interactions(n_users=n_users, n_items=30, per_user=8, seed=seed).to_csv(folder / "interactions.csv",
+                                                                                   index=False)
     db = tmp_path / "profiles.sqlite"
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"name": "csv", "path": str(folder)}, "store": str(db), "progress": False,
+        "backend": {"kind": "openai", "model": "fake", "base_url": srv.url, "api_key_env": None, "concurrency": 1}}))
+    return [sys.executable, "-m", "llmkt.cli", "profiles", "generate", str(path)], db
+
+
+def _start_until(cmd: list[str], db, n: int) -> subprocess.Popen:
+    """Start the job and return once ``n`` profiles are stored (or it ended, or 120 s passed)."""
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while _count(db) < n and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    return proc
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
     with Server(FakeOpenAI, delay=0.25) as srv:
-        cfg = {"data": {"name": "csv", "path": str(folder)}, "store": str(db), "progress": False,
-               "backend": {"kind": "openai", "model": "fake", "base_url": srv.url, "api_key_env": None,
-                           "concurrency": 1}}
-        path = tmp_path / "job.yaml"
-        path.write_text(yaml.safe_dump(cfg))
-        cmd = [sys.executable, "-m", "llmkt.cli", "profiles", "generate", str(path)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while _count(db) < 4 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        cmd, db = _job(tmp_path, srv, n_users=12, seed=3)
+        proc = _start_until(cmd, db, 4)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         stored = _count(db)
         requests_before = len(srv.requests)
         assert 4 <= stored < 12, f"kill came too late or too early: {stored} stored"
 
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert f"already stored: {stored}, generated now: {12 - stored}" in done.stdout
         # the rerun asked only for the missing users
@@ -62,21 +73,9 @@ def test_sigkill_mid_run_then_resume(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    random_interactions(n_users=10, n_items=30, per_user=8, seed=4).to_csv(folder / "interactions.csv", index=False)
-    db = tmp_path / "profiles.sqlite"
     with Server(FakeOpenAI, delay=0.25) as srv:
-        path = tmp_path / "job.yaml"
-        path.write_text(yaml.safe_dump({
-            "data": {"name": "csv", "path": str(folder)}, "store": str(db), "progress": False,
-            "backend": {"kind": "openai", "model": "fake", "base_url": srv.url, "api_key_env": None,
-                        "concurrency": 1}}))
-        cmd = [sys.executable, "-m", "llmkt.cli", "profiles", "generate", str(path)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 120
-        while _count(db) < 3 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        cmd, db = _job(tmp_path, srv, n_users=10, seed=4)
+        proc = _start_until(cmd, db, 3)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, (out, err)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmkt.models.base import Batch, Recommender
-from llmkt.models.ctr import CTRModel
+from llmkt.models.ctr import CTRModel, score_rows
 
 
 def expert(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
@@ -89,8 +89,4 @@ class KAR(Recommender):
         return self.backbone.user_representation(batch)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        return CTRModel.score(self, batch)  # same chunked loop, through this model's logits
-
-    @property
-    def score_chunk(self) -> int:
-        return self.backbone.score_chunk
+        return score_rows(self.logits, batch["uid"], self.n_items, self.backbone.score_chunk)

@@ -107,8 +107,12 @@ class CTRModel(Recommender):
         return self.fields.tables[0](batch["uid"])  # (B, e)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        def pairs(uid: torch.Tensor, items: torch.Tensor) -> torch.Tensor:  # (B,), (B, C) -> (B, C)
-            b = {"uid": uid[:, None].expand_as(items).reshape(-1), "iid": items.reshape(-1)}
-            return self.logits(b).view(items.shape)
+        return score_rows(self.logits, batch["uid"], self.n_items, self.score_chunk)
 
-        return score_in_chunks(pairs, batch["uid"], self.n_items, self.score_chunk)
+
+def score_rows(logits, uid: torch.Tensor, n_items: int, chunk: int) -> torch.Tensor:
+    """All-item scores ``(B, n_items + 1)`` for a model whose ``logits`` take flat ``{"uid", "iid"}`` rows."""
+    def pairs(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:  # (B,), (B, C) -> (B, C)
+        return logits({"uid": u[:, None].expand_as(items).reshape(-1), "iid": items.reshape(-1)}).view(items.shape)
+
+    return score_in_chunks(pairs, uid, n_items, chunk)

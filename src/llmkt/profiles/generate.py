@@ -17,7 +17,7 @@ import queue
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ class Generator:
         t0 = time.perf_counter()
         settings = self.settings
         if attempt:
-            settings = GenerationSettings(**{**settings.__dict__, "seed": settings.seed + attempt})
+            settings = replace(settings, seed=settings.seed + attempt)
         if self.backend.uses_prompt:
             async def call(messages):
                 return await self.backend.acomplete(messages, settings)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import pandas as pd
 from jinja2.sandbox import SandboxedEnvironment
 
 from llmkt.errors import ConfigError
@@ -36,17 +36,9 @@ ITEM_LINES: dict[str, str] = {
 
 
 def _clean(v: Any) -> Any:
-    if v is None:
+    """Missing values (None, NaN, pd.NA, NaT) -> None; numpy scalars -> Python scalars."""
+    if pd.api.types.is_scalar(v) and pd.isna(v):
         return None
-    try:
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        import pandas as pd
-
-        if v is pd.NA or v is pd.NaT:
-            return None
-    except TypeError:
-        pass
     return v.item() if hasattr(v, "item") else v
 
 

@@ -108,8 +108,9 @@ class ProfileBuilder:
 
     def _chunks(self, h: UserHistory, n_total: int) -> list[UserHistory]:
         """Halve recursively (agg_after) until each part has <= chunk_items and fits the budget."""
-        if len(h) <= 1 or (len(h) <= self.b.chunk_items and self._fits(self._items_prompt(h, n_total))):
-            if not self._fits(self._items_prompt(h, n_total)):
+        fits = self._fits(self._items_prompt(h, n_total))
+        if len(h) <= 1 or (len(h) <= self.b.chunk_items and fits):
+            if not fits:
                 raise ConfigError(f"prompt.max_prompt_tokens={self.b.max_prompt_tokens} is too small for one "
                                   "interaction; raise it.")
             return [h]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmkt.errors import LLMKTError
@@ -27,8 +27,7 @@ class GenerationSettings:
     stop: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "repeat_penalty": self.repeat_penalty, "seed": self.seed, "stop": list(self.stop)}
+        return {**asdict(self), "stop": list(self.stop)}
 
 
 @dataclass
