@@ -15,6 +15,14 @@ Text vectors are embedded with all-MiniLM-L6-v2 and reduced by PCA (fitted on tr
     python benchmarks/report_results.py benchmarks/results/cf_ctr_*.json > docs/results.md   # tables
 
 Rows are appended to the output JSON as they finish; a rerun skips finished rows (resumable).
+
+On a machine without the encoder's weights (a GPU box), build the vectors here first and ship them:
+
+    python benchmarks/cf_ctr_results.py --data-dir ../shared/data --vectors-only     # writes runs/cf_ctr_vectors
+    python benchmarks/cf_ctr_results.py --data-dir DATA --vectors-dir VECS --device cuda --shard 0/4 ...
+
+``--shard i/n`` runs every n-th row (for parallel processes) and writes ``cf_ctr_<dataset>.shard<i>.json``;
+``report_results.py`` merges the shard files of a dataset.
 """
 
 from __future__ import annotations
@@ -88,6 +96,39 @@ def text_vectors(job: dict, generate: bool, tmp: Path, name: str) -> Path | None
     return pv.save(tmp / f"{name}.npz")
 
 
+def references(cfg0, split) -> dict:
+    """Non-learned references on the test stage: popularity ranking (CF) and item click rate (CTR)."""
+    from llmkt.evaluation.baselines import evaluate_item_rate, evaluate_popularity
+    from llmkt.evaluation.ranking import RankingProtocol
+
+    pop = evaluate_popularity(split, "test", RankingProtocol(ks=[10]))
+    rate = evaluate_item_rate(split, "test", cfg0.data.positive_rating)
+    return {"popularity": {k: pop.metrics[k] for k in ("NDCG@10", "Recall@10", "HR@10")},
+            "item click rate": {k: rate.metrics[k] for k in ("AUC", "LogLoss")}}
+
+
+def build_vectors(dataset: str, ds, split, data_dir: str, kinds: list[str], tmp: Path) -> dict[str, Path]:
+    """Every vector file the rows need (plus ``items``), reusing files already in ``tmp``."""
+    path = {k: tmp / f"{dataset}-{k}.npz" for k in ("llm", "template", "random", "leak", "items")}
+    if "llm" in kinds and not path["llm"].exists():
+        text_vectors(profile_job(dataset, data_dir, {"kind": "llamacpp"}, f"profiles/{dataset}-ratio.sqlite"),
+                     False, tmp, f"{dataset}-llm")
+    if ("template" in kinds or "random" in kinds) and not path["template"].exists():
+        text_vectors(profile_job(dataset, data_dir, {"kind": "template"},
+                                 f"profiles/{dataset}-ratio-template.sqlite"), True, tmp, f"{dataset}-template")
+    if "random" in kinds and not path["random"].exists():
+        pv = ProfileVectors.load(path["template"])
+        rnd = np.random.default_rng(0).normal(0, pv.vectors.std(), pv.vectors.shape)
+        ProfileVectors(pv.user_ids, rnd, {"source": "random control"}).save(path["random"])
+    if "leak" in kinds and not path["leak"].exists():
+        genre_leak(split).save(path["leak"])
+    if not path["items"].exists():
+        from llmkt.profiles.items import item_text_vectors
+
+        item_text_vectors(ds).save(path["items"])
+    return {k: p for k, p in path.items() if (k in kinds or k == "items") and p.exists()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", required=True)
@@ -98,49 +139,50 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=[*CF, *CTR])
     ap.add_argument("--epochs", type=int, default=None, help="override every model's epochs (quick checks)")
     ap.add_argument("--out-dir", default="benchmarks/results")
+    ap.add_argument("--vectors-dir", default="runs/cf_ctr_vectors",
+                    help="where vectors are written, or read from when they already exist")
+    ap.add_argument("--vectors-only", action="store_true", help="build the vectors and stop")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th row starting at i")
     args = ap.parse_args()
-    tmp = Path("runs/cf_ctr_vectors")
+    tmp = Path(args.vectors_dir)
     tmp.mkdir(parents=True, exist_ok=True)
+    shard_i, shard_n = (int(x) for x in args.shard.split("/"))
 
     for dataset in args.datasets:
-        out = Path(args.out_dir) / f"cf_ctr_{dataset}.json"
+        suffix = f".shard{shard_i}" if shard_n > 1 else ""
+        out = Path(args.out_dir) / f"cf_ctr_{dataset}{suffix}.json"
         state = json.loads(out.read_text()) if out.exists() else {"rows": [], "vectors": {}}
         done = {(r["model"], r["variant"], r["alpha"], r["seed"]) for r in state["rows"]}
         cfg0 = llmkt.load_config(None, [f"data.data_dir={args.data_dir}", f"data.name={dataset}", "split.kind=ratio"])
         ds = load_dataset(cfg0)
         split = split_dataset(cfg0, ds)
 
-        vectors: dict[str, Path] = {}
-        if "llm" in args.kinds:
-            p = text_vectors(profile_job(dataset, args.data_dir, {"kind": "llamacpp"},
-                                         f"profiles/{dataset}-ratio.sqlite"), False, tmp, f"{dataset}-llm")
-            if p is not None:
-                vectors["llm"] = p
-            state["vectors"]["llm"] = "used" if p is not None else "not available (store incomplete)"
-        if "template" in args.kinds or "random" in args.kinds:
-            p = text_vectors(profile_job(dataset, args.data_dir, {"kind": "template"},
-                                         f"profiles/{dataset}-ratio-template.sqlite"), True, tmp, f"{dataset}-template")
-            if "template" in args.kinds:
-                vectors["template"] = p
-            if "random" in args.kinds:
-                pv = ProfileVectors.load(p)
-                rnd = np.random.default_rng(0).normal(0, pv.vectors.std(), pv.vectors.shape)
-                vectors["random"] = ProfileVectors(pv.user_ids, rnd, {"source": "random control"}).save(
-                    tmp / f"{dataset}-random.npz")
-        if "leak" in args.kinds:
-            vectors["leak"] = genre_leak(split).save(tmp / f"{dataset}-leak.npz")
+        if "references" not in state:
+            state["references"] = references(cfg0, split)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(state, indent=1, default=str))
+        vectors = build_vectors(dataset, ds, split, args.data_dir, args.kinds, tmp)
+        item_vectors = vectors.pop("items")
+        state["vectors"].setdefault("items", "item metadata text (title, year, genres), all-MiniLM-L6-v2")
+        if "llm" in args.kinds and "llm" not in vectors:
+            state["vectors"]["llm"] = "not available (store incomplete)"
         state["vectors"].update({k: str(v) for k, v in vectors.items()})
+        if args.vectors_only:
+            print(f"{dataset}: vectors in {tmp}: {sorted(p.name for p in tmp.glob(dataset + '-*.npz'))}")
+            continue
+        counter = iter(range(10**9))
 
         def run(model: str, variant: str, alpha: float | None, seed: int) -> None:
             key = (model, variant, alpha, seed)
-            if key in done:
+            if next(counter) % shard_n != shard_i or key in done:
                 return
             spec = {**CF, **CTR}[model]
             cfg = {"data": {"name": dataset, "data_dir": args.data_dir}, "split": {"kind": "ratio"},
                    "model": dict(spec["model"]),
-                   "training": {**spec["training"], "seed": seed, "progress": False,
+                   "training": {**spec["training"], "seed": seed, "progress": False, "device": args.device,
                                 **({"epochs": args.epochs} if args.epochs else {})},
-                   "output": {"dir": "runs/cf_ctr", "save_checkpoints": False}}
+                   "output": {"dir": f"runs/cf_ctr/shard{shard_i}", "save_checkpoints": False}}
             if variant.startswith("transfer:"):
                 kind = variant.split(":")[1]
                 # text vectors (384-d): PCA to the layer's width; the 19-d leak histogram: as is, through an
@@ -152,12 +194,12 @@ def main() -> None:
             elif variant.startswith("kar:"):
                 cfg["model"] = {"name": "kar", "backbone": dict(spec["model"]),
                                 "user_knowledge": {"path": str(vectors[variant.split(":")[1]])},
-                                "item_knowledge": {"text": True}}
+                                "item_knowledge": {"path": str(item_vectors)}}
             t0 = time.perf_counter()
             res = llmkt.train(cfg, data=ds)
             row = {"model": model, "variant": variant, "alpha": alpha, "seed": seed,
                    "valid": res.valid.metrics, "test": res.test.metrics, "seconds": time.perf_counter() - t0,
-                   "best_epoch": res.best_epoch}
+                   "best_epoch": res.best_epoch, "device": args.device}
             state["rows"].append(row)
             done.add(key)
             out.parent.mkdir(parents=True, exist_ok=True)

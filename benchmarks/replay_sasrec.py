@@ -105,6 +105,7 @@ def main() -> None:
     for iid, code in enc.items():
         enc_to_iid[code] = iid
     q_enc = tokenizer.query_id_encoder.mapping["user_id"]
+    inv_q = {v: k for k, v in q_enc.items()}  # RePlay query code -> our internal uid
     pred_ds = SasRecPredictionDataset(seq_test, max_sequence_length=200)
     by_uid = {}
     model.eval()
@@ -114,7 +115,6 @@ def main() -> None:
             logits = model.predict(batch)  # (B, n_items) in RePlay's item order
             full = torch.full((logits.shape[0], n_items + 1), -torch.inf)
             full[:, torch.from_numpy(enc_to_iid)] = logits
-            inv_q = {v: k for k, v in q_enc.items()} if not by_uid else inv_q
             for qid, row in zip(batch["query_id"].reshape(-1).tolist(), full):
                 by_uid[inv_q[qid]] = row
     score_s = time.perf_counter() - t1

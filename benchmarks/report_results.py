@@ -2,7 +2,7 @@
 on mean validation metric over seeds), test metrics as mean ± std over seeds, and the per-seed paired difference
 to the base model (mean ± std).
 
-    python benchmarks/report_results.py benchmarks/results/cf_ctr_ml-100k.json [...]
+    python benchmarks/report_results.py benchmarks/results/cf_ctr_ml-100k*.json [...]   # shard files merge
 """
 
 from __future__ import annotations
@@ -49,11 +49,20 @@ def table(rows: list[dict], dataset: str) -> str:
 
 
 def main() -> None:
+    merged: dict[str, dict] = {}  # dataset -> rows and vectors of all its files (shards included)
     for path in sys.argv[1:]:
         state = json.load(open(path))
-        dataset = path.rsplit("cf_ctr_", 1)[-1].removesuffix(".json")
-        print(table(state["rows"], dataset))
-        print("Vectors: " + "; ".join(f"{k}: {v}" for k, v in state.get("vectors", {}).items()) + "\n")
+        dataset = path.rsplit("cf_ctr_", 1)[-1].removesuffix(".json").split(".shard")[0]
+        m = merged.setdefault(dataset, {"rows": {}, "vectors": {}, "references": {}})
+        for r in state["rows"]:  # one row per (model, variant, alpha, seed); a later file wins
+            m["rows"][(r["model"], r["variant"], r["alpha"], r["seed"])] = r
+        m["vectors"].update(state.get("vectors", {}))
+        m["references"].update(state.get("references", {}))
+    for dataset, m in merged.items():
+        print(table(list(m["rows"].values()), dataset))
+        for name, metrics in m["references"].items():
+            print(f"Reference (no learning), {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + "  ")
+        print("Vectors: " + "; ".join(f"{k}: {v}" for k, v in m["vectors"].items()) + "\n")
 
 
 if __name__ == "__main__":
