@@ -69,13 +69,17 @@ def genre_leak(split) -> ProfileVectors:
                           {"source": "LEAK-BY-DESIGN genre histogram of validation + test items"})
 
 
-def profile_job(dataset: str, data_dir: str, backend: dict, store: str) -> dict:
+def profile_job(dataset: str, data_dir: str, backend: dict | None, store: str) -> dict:
+    """configs/profiles_ml100k.yaml for ``dataset`` on the ratio split; ``backend`` None keeps the file's LLM
+    (the same key as ``llmkt profiles generate configs/profiles_ml100k.yaml --set split.kind=ratio
+    --set store=profiles/{dataset}-ratio.sqlite``)."""
     import yaml
 
     job = yaml.safe_load(Path("configs/profiles_ml100k.yaml").read_text())
     job["data"] = {"name": dataset, "data_dir": data_dir}
     job["split"] = {"kind": "ratio"}
-    job["backend"] = backend
+    if backend is not None:
+        job["backend"] = backend
     job["store"] = store
     job["progress"] = False
     return job
@@ -89,7 +93,7 @@ def text_vectors(job: dict, generate: bool, tmp: Path, name: str) -> Path | None
 
     if generate:
         generate_profiles(job)
-    if job_stats(job)["missing"] > 0:
+    if not Path(job["store"]).exists() or job_stats(job)["missing"] > 0:
         return None
     embed_profiles(job)
     pv = export_vectors(job)
@@ -111,7 +115,7 @@ def build_vectors(dataset: str, ds, split, data_dir: str, kinds: list[str], tmp:
     """Every vector file the rows need (plus ``items``), reusing files already in ``tmp``."""
     path = {k: tmp / f"{dataset}-{k}.npz" for k in ("llm", "template", "random", "leak", "items")}
     if "llm" in kinds and not path["llm"].exists():
-        text_vectors(profile_job(dataset, data_dir, {"kind": "llamacpp"}, f"profiles/{dataset}-ratio.sqlite"),
+        text_vectors(profile_job(dataset, data_dir, None, f"profiles/{dataset}-ratio.sqlite"),
                      False, tmp, f"{dataset}-llm")
     if ("template" in kinds or "random" in kinds) and not path["template"].exists():
         text_vectors(profile_job(dataset, data_dir, {"kind": "template"},

@@ -8,6 +8,7 @@ from llmkt.profiles.config import ProfilesConfig
 from llmkt.profiles.embed import Encoder, embed_profiles, encoder_id_of, export_vectors
 from llmkt.profiles.generate import generate_profiles
 from llmkt.profiles.history import LeakError
+from llmkt.profiles.store import ProfileStore
 
 
 
@@ -29,7 +30,12 @@ def _cfg(folder, tmp_path, **kw):
 
 def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):
     cfg = _cfg(csv_folder, tmp_path)
-    with pytest.raises(DataError, match="no profiles for this job yet"):
+    with pytest.raises(DataError, match="p.sqlite does not exist"):  # a reader never creates a store
+        embed_profiles(cfg, encoder=LengthEncoder())
+    assert not (tmp_path / "p.sqlite").exists()
+    with ProfileStore(tmp_path / "p.sqlite"):
+        pass
+    with pytest.raises(DataError, match="no profiles for this job yet"):  # the store exists, but is empty
         embed_profiles(cfg, encoder=LengthEncoder())
     generate_profiles(cfg)
     enc = LengthEncoder()

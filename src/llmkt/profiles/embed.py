@@ -121,7 +121,7 @@ def embed_profiles(config: ProfilesConfig | str | Path | dict | None = None,
                    overrides: list[str] | None = None, *, encoder: Encoder | None = None) -> EmbedReport:
     """Embed this job's profiles that have no vector for the encoder yet; store the vectors."""
     cfg = load_profiles_config(config, overrides)
-    with ProfileStore(cfg.store_path()) as store:
+    with ProfileStore(cfg.store_path(), create=False) as store:
         _, recs = job_records(cfg, store)
         if not recs:
             raise DataError(f"profile store {cfg.store_path()}: no profiles for this job yet; run "
@@ -152,7 +152,7 @@ def export_vectors(config: ProfilesConfig | str | Path | dict | None = None, ove
     """
     cfg = load_profiles_config(config, overrides)
     encoder_id = encoder_id or encoder_id_of(cfg.embedding)
-    with ProfileStore(cfg.store_path()) as store:
+    with ProfileStore(cfg.store_path(), create=False) as store:
         split, recs = job_records(cfg, store)
         if not recs:
             jobs = [(j["model_id"], j["prompt_hash"], j["profiles"]) for j in store.jobs()]

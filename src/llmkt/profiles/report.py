@@ -20,7 +20,7 @@ def job_profiles(config: ProfilesConfig | str | Path | dict | None, overrides: l
     from llmkt.profiles.embed import job_records
 
     cfg = load_profiles_config(config, overrides)
-    with ProfileStore(cfg.store_path()) as store:
+    with ProfileStore(cfg.store_path(), create=False) as store:
         _, recs = job_records(cfg, store)
     return recs
 
@@ -31,7 +31,7 @@ def job_stats(config: ProfilesConfig | str | Path | dict | None, overrides: list
 
     cfg = load_profiles_config(config, overrides)
     rules = QualityRules(cfg.quality.min_words, cfg.quality.max_repeat_ratio)
-    with ProfileStore(cfg.store_path()) as store:
+    with ProfileStore(cfg.store_path(), create=False) as store:
         split, recs = job_records(cfg, store)
         users = int(split.train["uid"].nunique()) if cfg.users.ids is None else len(cfg.users.ids)
         if cfg.users.limit is not None:

@@ -100,8 +100,13 @@ _FIELDS = list(ProfileRecord.__dataclass_fields__)
 
 
 class ProfileStore:
-    def __init__(self, path: str | Path, *, timeout: float = 60.0):
+    def __init__(self, path: str | Path, *, timeout: float = 60.0, create: bool = True):
+        """Open (``create``: or make) the store at ``path``; readers pass ``create=False`` so that a mistyped
+        path is an error instead of a new empty store."""
         self.path = Path(path)
+        if not create and not self.path.exists():
+            raise DataError(f"profile store {self.path} does not exist; run `llmkt profiles generate` with this "
+                            "job first, or fix the job's `store` field.")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
