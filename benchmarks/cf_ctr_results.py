@@ -8,7 +8,9 @@ Profile vectors (all built from the ratio split's training part only):
 * ``template``: the no-LLM control (statistics of the training history), generated here if missing;
 * ``leak``: LEAK-BY-DESIGN genre histogram of each user's validation + test items, a diagnostic of the mechanism,
   never a result;
-* ``random``: Gaussian vectors of the template vectors' shape, the control every transfer row is read against.
+* ``random``: Gaussian vectors of the template vectors' shape, the control every transfer row is read against;
+* ``shuffled``: adds ``<kind>~shuffle`` rows for ``llm`` and ``template``: the same vectors, each user given another
+  user's (``vectors.control: shuffle``), the control with the real vectors' distribution.
 Text vectors are embedded with all-MiniLM-L6-v2 and reduced by PCA (fitted on training users) to the layer width.
 
     python benchmarks/cf_ctr_results.py --data-dir ../shared/data --datasets ml-100k ml-1m-half --seeds 1 2 3
@@ -117,7 +119,7 @@ def build_vectors(dataset: str, ds, split, data_dir: str, kinds: list[str], tmp:
     if "llm" in kinds and not path["llm"].exists():
         text_vectors(profile_job(dataset, data_dir, None, f"profiles/{dataset}-ratio.sqlite"),
                      False, tmp, f"{dataset}-llm")
-    if ("template" in kinds or "random" in kinds) and not path["template"].exists():
+    if {"template", "random", "shuffled"} & set(kinds) and not path["template"].exists():
         text_vectors(profile_job(dataset, data_dir, {"kind": "template"},
                                  f"profiles/{dataset}-ratio-template.sqlite"), True, tmp, f"{dataset}-template")
     if "random" in kinds and not path["random"].exists():
@@ -130,7 +132,8 @@ def build_vectors(dataset: str, ds, split, data_dir: str, kinds: list[str], tmp:
         from llmkt.profiles.items import item_text_vectors
 
         item_text_vectors(ds).save(path["items"])
-    return {k: p for k, p in path.items() if (k in kinds or k == "items") and p.exists()}
+    wanted = set(kinds) | {"items"} | ({"template"} if "shuffled" in kinds else set())
+    return {k: p for k, p in path.items() if k in wanted and p.exists()}
 
 
 def main() -> None:
@@ -139,7 +142,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["ml-100k", "ml-1m-half"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--alphas", type=float, nargs="+", default=[0.1, 0.5])
-    ap.add_argument("--kinds", nargs="+", default=["llm", "template", "leak", "random"])
+    ap.add_argument("--kinds", nargs="+", default=["llm", "template", "leak", "random", "shuffled"],
+                    choices=["llm", "template", "leak", "random", "shuffled"])
     ap.add_argument("--models", nargs="+", default=[*CF, *CTR])
     ap.add_argument("--epochs", type=int, default=None, help="override every model's epochs (quick checks)")
     ap.add_argument("--out-dir", default="benchmarks/results")
@@ -157,7 +161,9 @@ def main() -> None:
         suffix = f".shard{shard_i}" if shard_n > 1 else ""
         out = Path(args.out_dir) / f"cf_ctr_{dataset}{suffix}.json"
         state = json.loads(out.read_text()) if out.exists() else {"rows": [], "vectors": {}}
-        done = {(r["model"], r["variant"], r["alpha"], r["seed"]) for r in state["rows"]}
+        # rows finished by any shard (the shard of a row depends on the kinds asked for)
+        done = {(r["model"], r["variant"], r["alpha"], r["seed"])
+                for f in Path(args.out_dir).glob(f"cf_ctr_{dataset}*.json") for r in json.loads(f.read_text())["rows"]}
         cfg0 = llmkt.load_config(None, [f"data.data_dir={args.data_dir}", f"data.name={dataset}", "split.kind=ratio"])
         ds = load_dataset(cfg0)
         split = split_dataset(cfg0, ds)
@@ -176,6 +182,10 @@ def main() -> None:
             print(f"{dataset}: vectors in {tmp}: {sorted(p.name for p in tmp.glob(dataset + '-*.npz'))}")
             continue
         counter = iter(range(10**9))
+        # variants: every vector kind, plus "<text kind>~shuffle" (each user gets another user's vector) for the
+        # text kinds when "shuffled" is asked for: the control with the real vectors' distribution
+        variants = [k for k in vectors] + [f"{k}~shuffle" for k in ("llm", "template")
+                                           if k in vectors and "shuffled" in args.kinds]
 
         def run(model: str, variant: str, alpha: float | None, seed: int) -> None:
             key = (model, variant, alpha, seed)
@@ -187,17 +197,18 @@ def main() -> None:
                    "training": {**spec["training"], "seed": seed, "progress": False, "device": args.device,
                                 **({"epochs": args.epochs} if args.epochs else {})},
                    "output": {"dir": f"runs/cf_ctr/shard{shard_i}", "save_checkpoints": False}}
+            kind, _, control = variant.split(":")[-1].partition("~")
+            user_vectors = {"path": str(vectors.get(kind)), "control": control or "none"}
             if variant.startswith("transfer:"):
-                kind = variant.split(":")[1]
                 # text vectors (384-d): PCA to the layer's width; the 19-d leak histogram: as is, through an
                 # orthogonal projection (docs/transfer.md), since some default layers are narrower than 19
                 shape = {"reducer": {"method": "none"}, "alignment": "projection"} if kind == "leak" else \
                     {"reducer": {"method": "pca"}}
-                cfg["transfer"] = {"vectors": {"path": str(vectors[kind])}, **shape, "alpha": alpha,
+                cfg["transfer"] = {"vectors": user_vectors, **shape, "alpha": alpha,
                                    "compare_base": False}
             elif variant.startswith("kar:"):
                 cfg["model"] = {"name": "kar", "backbone": dict(spec["model"]),
-                                "user_knowledge": {"path": str(vectors[variant.split(":")[1]])},
+                                "user_knowledge": user_vectors,
                                 "item_knowledge": {"path": str(item_vectors)}}
             t0 = time.perf_counter()
             res = llmkt.train(cfg, data=ds)
@@ -213,7 +224,7 @@ def main() -> None:
         for seed in args.seeds:
             for model in args.models:
                 run(model, "base", None, seed)
-                for kind in vectors:
+                for kind in variants:
                     for alpha in args.alphas:
                         run(model, f"transfer:{kind}", alpha, seed)
                     if model in CTR and kind != "leak":  # KAR reads knowledge as input: no leak diagnostic

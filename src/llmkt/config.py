@@ -135,6 +135,10 @@ class VectorsConfig(Strict):
     profiles: str | None = Field(None, description="a profile-job YAML (llmkt profiles ...): read its vectors from "
                                                    "the profile store, leak-checked against this run's split")
     encoder: str | None = Field(None, description="with profiles: encoder id in the store; default: the job's")
+    control: Literal["none", "shuffle", "random"] = Field(
+        "none", description="a control run with the same shape: shuffle = each user gets another user's vector, "
+                            "random = Gaussian with each dimension's mean and std")
+    control_seed: int = Field(0, description="seed of the control's permutation or noise")
 
     @model_validator(mode="after")
     def _one_source(self):

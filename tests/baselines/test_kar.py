@@ -64,3 +64,9 @@ def test_kar_through_the_runner(tmp_path):
 
     again = evaluate_run(res.run_dir, "test")
     assert again.metrics == pytest.approx(res.test.metrics)
+    # the shuffled-knowledge control: same users covered, other users' vectors
+    cfg["model"]["user_knowledge"]["control"] = "shuffle"
+    ctl = llmkt.train(cfg)
+    assert ctl.model_info["user_knowledge"]["control"] == "shuffle"
+    assert ctl.model_info["user_coverage"] == pytest.approx(0.75)
+    assert not torch.equal(ctl.model.user_knowledge, res.model.user_knowledge)

@@ -172,6 +172,18 @@ def test_trained_model_serves_like_a_fresh_base_model(tmp_path, small):
     assert set(fresh.state_dict()) == set(res.model.state_dict())  # no transfer parameters inside the model
 
 
+def test_shuffled_control_run_uses_other_users_vectors(tmp_path, small):
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec)
+    cfg["transfer"]["vectors"]["control"] = "shuffle"
+    res = llmkt.train(cfg, data=ds)
+    assert res.transfer["vectors_meta"] == {"encoder": "random", "control": "shuffle", "control_seed": 0}
+    assert res.transfer["coverage"] == pytest.approx(0.75) and "kt/L_kt" in res.history[0]
+    cfg["transfer"]["vectors"]["control"] = "shuffled"
+    with pytest.raises(ConfigError, match="transfer.vectors.control"):
+        llmkt.train(cfg, data=ds)
+
+
 def test_compare_base_reports_both(tmp_path, small):
     ds, vec = small
     cfg = _cfg(tmp_path, vec)

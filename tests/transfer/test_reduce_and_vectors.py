@@ -56,3 +56,24 @@ def test_bad_vectors_are_rejected(tmp_path):
     with pytest.raises(DataError, match="needs the file of user ids"):
         np.save(tmp_path / "m.npy", np.zeros((2, 2)))
         ProfileVectors.load(tmp_path / "m.npy")
+
+
+def test_controls_keep_shape_and_break_the_user_link():
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)  # row i = [2i, 2i + 1], unique per user
+    pv = ProfileVectors(np.array([10, 11, 12, 13, 14, 15]), rows, {"encoder": "e"})
+    assert pv.control("none") is pv
+    sh = pv.control("shuffle", seed=3)
+    assert sh.user_ids.tolist() == pv.user_ids.tolist() and sh.meta == {"encoder": "e", "control": "shuffle",
+                                                                         "control_seed": 3}
+    # the same rows, but every user holds another user's row (a derangement), and seeded
+    assert sorted(map(tuple, sh.vectors.tolist())) == sorted(map(tuple, rows.tolist()))
+    assert not (sh.vectors == rows).all(1).any()
+    assert np.array_equal(sh.vectors, pv.control("shuffle", seed=3).vectors)
+    assert not np.array_equal(sh.vectors, pv.control("shuffle", seed=4).vectors)
+    big = ProfileVectors(np.arange(4000), np.random.default_rng(0).normal([1.0, -2.0], [0.5, 3.0], (4000, 2)))
+    rnd = big.control("random", seed=0)
+    assert rnd.vectors.shape == (4000, 2) and not np.allclose(rnd.vectors, big.vectors)
+    assert np.allclose(rnd.vectors.mean(0), [1.0, -2.0], atol=0.15)
+    assert np.allclose(rnd.vectors.std(0), [0.5, 3.0], rtol=0.05)
+    with pytest.raises(DataError, match="expected 'none', 'shuffle' or 'random'"):
+        pv.control("permute")

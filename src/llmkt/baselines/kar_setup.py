@@ -11,17 +11,7 @@ from llmkt.data.dataset import Dataset
 from llmkt.data.features import FeatureTables
 from llmkt.data.splits import Split
 from llmkt.errors import ConfigError
-from llmkt.transfer.vectors import ProfileVectors
-
-
-def _user_vectors(cfg_model, split: Split, data_dir: str | None) -> ProfileVectors:
-    v = cfg_model.user_knowledge
-    if v.profiles is not None:
-        from llmkt.profiles.embed import export_vectors
-
-        return export_vectors(v.profiles, [f"data.data_dir={data_dir}"] if data_dir else None, check_split=split,
-                              encoder_id=v.encoder)
-    return ProfileVectors.load(v.path, v.ids)
+from llmkt.transfer.vectors import ProfileVectors, read_vectors
 
 
 def build_kar(cfg_model, ds: Dataset, split: Split, features: FeatureTables, data_dir: str | None = None
@@ -29,7 +19,7 @@ def build_kar(cfg_model, ds: Dataset, split: Split, features: FeatureTables, dat
     from llmkt.models.registry import build_model
 
     backbone = build_model(cfg_model.backbone, ds.n_items, ds.n_users, features, n_extra_fields=2)
-    users = _user_vectors(cfg_model, split, data_dir)
+    users = read_vectors(cfg_model.user_knowledge, split, data_dir)
     u, u_mask = users.aligned(ds, "user")
     ik = cfg_model.item_knowledge
     if ik.text:

@@ -22,7 +22,7 @@ from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
 from llmkt.transfer.layers import find_layer
 from llmkt.transfer.reduce import Reducer
 from llmkt.transfer.schedule import Phase, PhaseFreezer, phase_at, resolve_phases
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.transfer.vectors import read_vectors
 
 #: Default target layer per model (used when ``transfer.layer`` is omitted). A callable gets the model.
 DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
@@ -80,14 +80,7 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
                    device: torch.device, run_dir: Path | None, seed: int) -> TransferSetup:
     t = cfg.transfer
     ds = split.dataset
-    if t.vectors.profiles is not None:
-        from llmkt.profiles.embed import export_vectors
-
-        # Read from the profile store; every profile is checked against this run's split (LeakError otherwise).
-        job_overrides = [f"data.data_dir={cfg.data.data_dir}"] if cfg.data.data_dir else None
-        vectors = export_vectors(t.vectors.profiles, job_overrides, check_split=split, encoder_id=t.vectors.encoder)
-    else:
-        vectors = ProfileVectors.load(t.vectors.path, t.vectors.ids)
+    vectors = read_vectors(t.vectors, split, cfg.data.data_dir)
     raw, has_vec = vectors.aligned(ds)  # (n_users + 1, d_in), (n_users + 1,)
     coverage = float(has_vec[1:].mean())
     if coverage == 0:

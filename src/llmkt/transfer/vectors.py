@@ -61,6 +61,29 @@ class ProfileVectors:
     def coverage(self, dataset: Dataset) -> float:
         return float(self.aligned(dataset)[1][1:].mean())
 
+    def control(self, kind: str, seed: int = 0) -> "ProfileVectors":
+        """The same table made into a control that keeps its shape but breaks the link to users.
+
+        ``shuffle``: every user gets another user's vector (a seeded derangement: rows cycled along a random
+        order, so nobody keeps their own). ``random``: Gaussian vectors with each dimension's mean and std.
+        ``none``: unchanged. A transfer result is read against the same run with a control (docs/transfer.md).
+        """
+        if kind == "none":
+            return self
+        rng = np.random.default_rng(seed)
+        n = len(self.vectors)
+        if kind == "shuffle":
+            if n < 2:
+                raise DataError("transfer.vectors.control='shuffle' needs vectors of at least 2 users.")
+            order = rng.permutation(n)
+            out = np.empty_like(self.vectors)
+            out[order] = self.vectors[np.roll(order, 1)]  # user order[i] gets the vector of order[i - 1]
+        elif kind == "random":
+            out = rng.normal(self.vectors.mean(0), self.vectors.std(0), self.vectors.shape).astype(np.float32)
+        else:
+            raise DataError(f"transfer.vectors.control: expected 'none', 'shuffle' or 'random', got {kind!r}.")
+        return ProfileVectors(self.user_ids.copy(), out, {**self.meta, "control": kind, "control_seed": seed})
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         np.savez(path, user_ids=self.user_ids.astype(str) if self.user_ids.dtype == object else self.user_ids,
@@ -91,6 +114,20 @@ class ProfileVectors:
             return cls(df[C.USER].to_numpy(), mat, {"source": str(path)})
         raise DataError(f"transfer.vectors.path: unsupported file type {path.suffix!r}; use .npz, .npy (+ ids), "
                         ".parquet or .csv.")
+
+
+def read_vectors(v: Any, split: Any = None, data_dir: str | None = None) -> ProfileVectors:
+    """The table a ``VectorsConfig`` names (a file, or a profile store leak-checked against ``split``), with its
+    control applied."""
+    if v.profiles is not None:
+        from llmkt.profiles.embed import export_vectors
+
+        # every profile is checked against the split of the run that uses it (LeakError otherwise)
+        vectors = export_vectors(v.profiles, [f"data.data_dir={data_dir}"] if data_dir else None, check_split=split,
+                                 encoder_id=v.encoder)
+    else:
+        vectors = ProfileVectors.load(v.path, v.ids)
+    return vectors.control(v.control, v.control_seed)
 
 
 def _read_ids(path: Path) -> np.ndarray:
