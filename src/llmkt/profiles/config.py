@@ -83,6 +83,10 @@ class UsersConfig(Strict):
 class QualityConfig(Strict):
     min_words: int = Field(20, ge=0)
     max_repeat_ratio: float = Field(0.5, ge=0, le=1)
+    max_echo_ratio: float = Field(0.8, ge=0, le=1, description="a sentence whose word 4-grams come from the prompt's "
+                                  "instructions for more than this share is an echoed sentence")
+    max_echo_share: float = Field(0.25, ge=0, le=1, description="echoed sentences covering more than this share of "
+                                  "a profile's words flag it as 'echo'")
 
 
 class EmbeddingConfig(Strict):

@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
@@ -112,6 +112,15 @@ class Job:
         settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         split_desc = json.dumps({"kind": split.kind, **split.params}, sort_keys=True, default=str)
         return cls(cfg, split.dataset.name, split_desc, domain, backend_model_id(cfg), prompt_hash, settings_hash)
+
+    def flagger(self) -> Callable[[str], list[str]]:
+        """The quality check of this job's outputs (``quality`` rules; ``echo`` against this job's prompt)."""
+        rules = QualityRules(**self.cfg.quality.model_dump())
+        instructions = ""
+        if self.cfg.backend.kind != "template":
+            p = self.cfg.prompt
+            instructions = PromptTemplate.load(p.template, self.domain, p.system, p.item_line).instructions(self.domain)
+        return lambda text: flags(text, rules, instructions)
 
     def key(self, h: UserHistory) -> str:
         return profile_key(self.dataset, user_key(h.user_id), history_hash(h.keys()), self.prompt_hash,
@@ -321,10 +330,10 @@ def generate_profiles(config: ProfilesConfig | str | Path | dict | None = None, 
         have = store.existing(keys)
         todo: list[tuple[UserHistory, int, bool]]
         if retry_flagged:
-            rules = QualityRules(cfg.quality.min_words, cfg.quality.max_repeat_ratio)
+            check = job.flagger()
             recs = {r.key: r for r in store.records(keys=[k for k in keys if k in have])}
             todo = [(h, recs[k].attempt + 1, True) for h, k in zip(histories, keys)
-                    if k in recs and flags(recs[k].text, rules)]
+                    if k in recs and check(recs[k].text)]
         else:
             todo = [(h, 0, False) for h, k in zip(histories, keys) if k not in have]
         report = GenerateReport(store_path, len(histories), len(have))
@@ -347,6 +356,5 @@ def generate_profiles(config: ProfilesConfig | str | Path | dict | None = None, 
         finally:
             progress.close()
         if retry_flagged:
-            rules = QualityRules(cfg.quality.min_words, cfg.quality.max_repeat_ratio)
-            report.flagged = sum(1 for r in store.records(keys=keys) if flags(r.text, rules))
+            report.flagged = sum(1 for r in store.records(keys=keys) if check(r.text))
     return report

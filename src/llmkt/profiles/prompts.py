@@ -111,6 +111,14 @@ class PromptTemplate:
         msgs = [{"role": "system", "content": self.system}] if self.system else []
         return msgs + [{"role": "user", "content": text}]
 
+    def instructions(self, domain: str = "generic") -> str:
+        """What every prompt of this template says besides the user's items (system message and the three modes'
+        texts without items): an answer that repeats it is flagged ``echo``."""
+        texts = [self.system]
+        for mode in ("items", "aggregate", "update"):
+            texts += [m["content"] for m in self.render(mode, domain=domain) if m["role"] == "user"]
+        return "\n".join(texts)
+
     def hash(self, extra: dict[str, Any]) -> str:
         payload = {"system": self.system, "template": self.source, "item_line": self.item_line, **extra}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,5 +1,5 @@
-"""Flags for generated profiles: empty, too short, repetitive, refusal. Used by ``llmkt profiles stats`` and
-``--retry-flagged``."""
+"""Flags for generated profiles: empty, too short, repetitive, refusal, echo (the prompt's instructions copied
+instead of answered). Used by ``llmkt profiles stats`` and ``--retry-flagged``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ _REFUSAL = re.compile(
 class QualityRules:
     min_words: int = 20
     max_repeat_ratio: float = 0.5  # share of repeated word 4-grams above which a text is "repetitive"
+    max_echo_ratio: float = 0.8  # share of a sentence's word 4-grams found in the instructions: an echoed sentence
+    max_echo_share: float = 0.25  # share of the text's words in echoed sentences above which a text is "echo"
 
 
 def repeat_ratio(text: str, n: int = 4) -> float:
@@ -26,8 +28,28 @@ def repeat_ratio(text: str, n: int = 4) -> float:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def flags(text: str, rules: QualityRules = QualityRules()) -> list[str]:
-    """Problems of one profile text, in a fixed order; an empty list means it looks fine."""
+def _grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def echoed_sentences(text: str, instructions: str, max_ratio: float = 0.8, min_words: int = 8) -> list[str]:
+    """Sentences of ``text`` (of at least ``min_words`` words) whose word 4-grams come from ``instructions`` for
+    more than ``max_ratio`` of them: the model copied the format description instead of filling it in."""
+    known = set(_grams(instructions))
+    if not known:
+        return []
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", text):
+        grams = _grams(sentence)
+        if len(grams) >= min_words - 3 and sum(g in known for g in grams) / len(grams) > max_ratio:
+            out.append(sentence.strip())
+    return out
+
+
+def flags(text: str, rules: QualityRules = QualityRules(), instructions: str = "") -> list[str]:
+    """Problems of one profile text, in a fixed order; an empty list means it looks fine. ``instructions``: the
+    prompt without the user's items (``PromptTemplate.instructions``), for the ``echo`` check."""
     out = []
     stripped = text.strip()
     if not stripped:
@@ -38,4 +60,8 @@ def flags(text: str, rules: QualityRules = QualityRules()) -> list[str]:
         out.append("repetitive")
     if _REFUSAL.search(stripped[:300]):
         out.append("refusal")
+    if instructions:
+        echoed = sum(len(re.findall(r"\w+", x)) for x in echoed_sentences(stripped, instructions, rules.max_echo_ratio))
+        if echoed > rules.max_echo_share * len(re.findall(r"\w+", stripped)):
+            out.append("echo")
     return out

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from llmkt.profiles.config import ProfilesConfig, load_profiles_config
-from llmkt.profiles.quality import QualityRules, flags
+from llmkt.profiles.generate import Job
 from llmkt.profiles.store import ProfileRecord, ProfileStore
 
 
@@ -30,14 +30,14 @@ def job_stats(config: ProfilesConfig | str | Path | dict | None, overrides: list
     from llmkt.profiles.embed import job_records
 
     cfg = load_profiles_config(config, overrides)
-    rules = QualityRules(cfg.quality.min_words, cfg.quality.max_repeat_ratio)
     with ProfileStore(cfg.store_path(), create=False) as store:
         split, recs = job_records(cfg, store)
         users = int(split.train["uid"].nunique()) if cfg.users.ids is None else len(cfg.users.ids)
         if cfg.users.limit is not None:
             users = min(users, cfg.users.limit)
         encoders = store.encoders()
-    per = [(r, flags(r.text, rules)) for r in recs]
+    check = Job.of(cfg, split).flagger()
+    per = [(r, check(r.text)) for r in recs]
     counts = Counter(f for _, fl in per for f in fl)
     words = np.array([len(r.text.split()) for r in recs]) if recs else np.zeros(0)
     secs = np.array([r.seconds for r in recs]) if recs else np.zeros(0)
