@@ -89,7 +89,8 @@ def main() -> None:
         timings["template_embed_s"] = round(tr_er.seconds, 1)
         if er.embedded < er.profiles and "embedding" in previous:
             # only some profiles were (re)embedded now: keep the full measurement, add this one beside it
-            result["embedding"], result["embedding_update"] = previous["embedding"], timings
+            result["embedding"] = previous["embedding"]
+            result["embedding_update"] = timings if er.embedded else previous.get("embedding_update", timings)
         else:
             result["embedding"] = timings
         TEXTS.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,8 @@ def main() -> None:
     merged: dict[str, dict] = {}  # dataset -> rows and vectors of all its files (shards included)
     for path in sys.argv[1:]:
         state = json.load(open(path))
-        dataset = path.rsplit("cf_ctr_", 1)[-1].removesuffix(".json").split(".shard")[0]
+        # cf_ctr_<dataset>[.<part>].json: shard files (.shard3) and other parts (.cpu) merge into one dataset
+        dataset = path.rsplit("cf_ctr_", 1)[-1].removesuffix(".json").split(".")[0]
         m = merged.setdefault(dataset, {"rows": {}, "vectors": {}, "references": {}})
         for r in state["rows"]:  # one row per (model, variant, alpha, seed); a later file wins
             m["rows"][(r["model"], r["variant"], r["alpha"], r["seed"])] = r

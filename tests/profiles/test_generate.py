@@ -78,7 +78,8 @@ def test_retry_flagged_regenerates_only_flagged_with_a_new_seed(csv_folder, tmp_
     assert r.generated == 1 and r.flagged == 0
     assert backend.calls[-1][1] == 1  # seed + attempt
     recs = job_profiles(cfg)
-    assert sorted(x.attempt for x in recs) == [0, 1]
+    assert [x.external_user for x in recs] == [1, 2]  # user order, although user 1's profile is now the newest
+    assert [x.attempt for x in recs] == [1, 0]
     assert len(recs) == 2
 
 

@@ -99,13 +99,15 @@ def encoder_id_of(cfg: EmbeddingConfig) -> str:
 
 
 def job_records(cfg: ProfilesConfig, store: ProfileStore) -> tuple[Any, list[ProfileRecord]]:
-    """The split and this job's profile of every user in it (the current training history's profile)."""
+    """The split and this job's profile of every user in it (the current training history's profile), in internal
+    user order."""
     from llmkt.profiles.generate import Job, job_histories
 
     split, histories = job_histories(cfg)
     job = Job.of(cfg, split)
     keys = [job.key(h) for h in histories]
-    return split, list(store.records(keys=keys))
+    by_key = {r.key: r for r in store.records(keys=keys)}  # the store's order is creation time (retries last)
+    return split, [by_key[k] for k in keys if k in by_key]
 
 
 @dataclass
