@@ -71,7 +71,8 @@ def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | Non
 @_DATA
 @click.option("--show", type=int, default=0, help="print N flagged profiles verbatim")
 def stats(config: str | None, overrides: tuple[str, ...], data_dir: str | None, show: int) -> None:
-    """Counts, tokens, time, and quality flags (empty, too short, repetitive, refusal, echo of the instructions) of this job's profiles."""
+    """Counts, tokens, time, and quality flags (empty, too short, repetitive, refusal, echo of the instructions)
+    of this job's profiles."""
     from llmkt.profiles.report import job_stats
 
     try:
