@@ -19,18 +19,15 @@ class QualityRules:
     max_echo_share: float = 0.25  # share of the text's words in echoed sentences above which a text is "echo"
 
 
-def repeat_ratio(text: str, n: int = 4) -> float:
-    """Share of word n-grams that repeat an earlier n-gram (0 = none, close to 1 = a loop)."""
-    words = re.findall(r"\w+", text.lower())
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
-        return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
-
-
 def _grams(text: str, n: int = 4) -> list[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def repeat_ratio(text: str, n: int = 4) -> float:
+    """Share of word n-grams that repeat an earlier n-gram (0 = none, close to 1 = a loop)."""
+    grams = _grams(text, n)
+    return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def echoed_sentences(text: str, instructions: str, max_ratio: float = 0.8, min_words: int = 8) -> list[str]:
