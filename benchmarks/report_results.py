@@ -25,7 +25,10 @@ def table(rows: list[dict], dataset: str) -> str:
     for r in rows:
         by_model[r["model"]].append(r)
     out = [f"### {dataset}", ""]
-    for model, rs in by_model.items():
+    # the results script's order (general CF, then click prediction), whatever order the files came in
+    order = ["neumf", "simplex", "multvae", "deepfm", "dcn"]
+    for model, rs in sorted(by_model.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order),
+                                                              kv[0])):
         ctr = "AUC" in rs[0]["test"]
         metrics = ["AUC", "LogLoss"] if ctr else ["NDCG@10", "Recall@10", "HR@10"]
         sel = metrics[0]
