@@ -52,7 +52,7 @@ def test_cli_train_prints_test_metrics_and_reports_errors(shared_data, tmp_path)
 def test_cli_transfer_runs_both_phases_and_reports_both_models(shared_data, tmp_path):
     import numpy as np
 
-    from llmkt.data import Dataset, load_raw
+    from llmkt.data import load_raw
     from llmkt.transfer.vectors import ProfileVectors
 
     raw = load_raw("ml-100k", shared_data)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from llmkt.data import Dataset, leave_one_out
+from llmkt.data import leave_one_out
 from llmkt.data import columns as C
 from llmkt.evaluation import RankingProtocol, evaluate_ranking, paired_test
 
