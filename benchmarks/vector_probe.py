@@ -1,0 +1,137 @@
+"""What do profile vectors know about their users? A diagnostic to read the transfer results against.
+
+For each vector file (cf_ctr_results.py writes them to runs/cf_ctr_vectors/) on the ratio split of a dataset:
+
+* **spread**: participation ratio of the covariance spectrum, (sum λ)² / sum λ², and the number of principal
+  directions that hold 90 % of the variance. Few directions = vectors that say little about who the user is.
+* **history probe**: ridge regression from the vector to the user's *training* genre histogram (what the
+  profile was written from), R² under 5-fold cross-validation over users.
+* **future probe**: the same to the genre histogram of the user's *held-out* validation + test items, R² under
+  the same folds. The reference row ``history genres`` uses the training histogram itself as the input: a
+  vector that beats it knows more about the future than simple counting does.
+* **identity**: share of users whose nearest other vector (cosine) is one whose training history shares the
+  most items with theirs, next to chance: whether the vectors tell similar users apart.
+
+The ridge penalty is chosen per row from a fixed grid by the same cross-validation (slightly optimistic, equally
+for every row). Nothing here trains a recommender; it runs in seconds.
+
+    python benchmarks/vector_probe.py --data-dir ../shared/data --dataset ml-100k \
+        --vectors runs/cf_ctr_vectors/ml-100k-{llm,template,random}.npz --out benchmarks/results/vector_probe_ml-100k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import llmkt
+from llmkt.data import columns as C
+from llmkt.experiments.runner import load_dataset, split_dataset
+from llmkt.transfer.vectors import ProfileVectors
+
+PENALTIES = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
+
+
+def genre_matrix(split, frame: pd.DataFrame) -> np.ndarray:
+    """(n_users + 1, n_genres) normalised genre histogram of ``frame``'s items per internal user id."""
+    items = split.dataset.items.set_index(C.IID)["genres"].fillna("")
+    vocab = sorted({g for gs in items for g in str(gs).split("|") if g})
+    onehot = np.zeros((split.dataset.n_items + 1, len(vocab)), dtype=np.float64)
+    for iid, gs in items.items():
+        for g in str(gs).split("|"):
+            if g:
+                onehot[iid, vocab.index(g)] = 1.0
+    hist = np.zeros((split.dataset.n_users + 1, len(vocab)))
+    np.add.at(hist, frame[C.UID].to_numpy(), onehot[frame[C.IID].to_numpy()])
+    return hist / np.maximum(hist.sum(1, keepdims=True), 1.0)
+
+
+def spread(x: np.ndarray) -> dict:
+    lam = np.clip(np.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1], 0, None)
+    share = np.cumsum(lam) / lam.sum()
+    return {"participation_ratio": float(lam.sum() ** 2 / (lam ** 2).sum()),
+            "dims_for_90pct_variance": int(np.searchsorted(share, 0.9) + 1), "dims": int(x.shape[1])}
+
+
+def cv_ridge_r2(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict:
+    """Out-of-fold R² (variance-weighted over targets) of ridge regression, best penalty of PENALTIES."""
+    best = None
+    for lam in PENALTIES:
+        pred = np.zeros_like(y)
+        for f in np.unique(folds):
+            tr, te = folds != f, folds == f
+            mu_x, sd_x, mu_y = x[tr].mean(0), x[tr].std(0) + 1e-8, y[tr].mean(0)
+            xt = (x[tr] - mu_x) / sd_x
+            w = np.linalg.solve(xt.T @ xt + lam * np.eye(x.shape[1]), xt.T @ (y[tr] - mu_y))
+            pred[te] = ((x[te] - mu_x) / sd_x) @ w + mu_y
+        r2 = 1.0 - ((y - pred) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+        if best is None or r2 > best["r2"]:
+            best = {"r2": float(r2), "penalty": lam}
+    return best
+
+
+def identity(x: np.ndarray, overlap: np.ndarray, rng: np.random.Generator) -> dict:
+    """Share of users whose cosine-nearest other vector belongs to one of their top-10 history-overlap users."""
+    z = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    nn = sim.argmax(1)
+    top = np.argsort(-overlap, axis=1)[:, :10]
+    hit = float(np.mean([nn[i] in top[i] for i in range(len(x))]))
+    chance = float(np.mean([rng.integers(0, len(x) - 1) in top[i] for i in range(len(x))]))
+    return {"nearest_is_top10_overlap": hit, "chance": chance}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--vectors", nargs="+", required=True, help=".npz files of ProfileVectors")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    cfg = llmkt.load_config(None, [f"data.data_dir={args.data_dir}", f"data.name={args.dataset}", "split.kind=ratio"])
+    split = split_dataset(cfg, load_dataset(cfg))
+    ds = split.dataset
+    past = genre_matrix(split, split.train)
+    future = genre_matrix(split, pd.concat([split.valid, split.test]))
+    users = np.arange(1, ds.n_users + 1)
+    inter = np.zeros((ds.n_users + 1, ds.n_items + 1), dtype=np.float32)
+    inter[split.train[C.UID].to_numpy(), split.train[C.IID].to_numpy()] = 1.0
+    rng = np.random.default_rng(0)
+    folds = rng.permutation(np.arange(len(users)) % args.folds)
+
+    inputs = {"history genres (reference, no text)": (past[users], users)}
+    for p in args.vectors:
+        pv = ProfileVectors.load(p)
+        mat, mask = pv.aligned(ds)
+        have = users[mask[users]]
+        inputs[Path(p).stem] = (mat[have].astype(np.float64), have)
+
+    rows = {}
+    for name, (x, have) in inputs.items():
+        idx = have - 1  # row of each user in `users`
+        ov = inter[have] @ inter[have].T
+        np.fill_diagonal(ov, -1)
+        rows[name] = {"users": int(len(have)), **spread(x),
+                      "history_probe": cv_ridge_r2(x, past[have], folds[idx]),
+                      "future_probe": cv_ridge_r2(x, future[have], folds[idx]),
+                      "identity": identity(x, ov, np.random.default_rng(1))}
+        r = rows[name]
+        print(f"{name:40s} users {r['users']:4d}  PR {r['participation_ratio']:6.1f}  "
+              f"90% dims {r['dims_for_90pct_variance']:3d}/{r['dims']:3d}  "
+              f"R2 history {r['history_probe']['r2']:.3f}  R2 future {r['future_probe']['r2']:.3f}  "
+              f"nearest=top10-overlap {r['identity']['nearest_is_top10_overlap']:.3f} "
+              f"(chance {r['identity']['chance']:.3f})", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"dataset": args.dataset, "split": "ratio", "folds": args.folds,
+                                              "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
