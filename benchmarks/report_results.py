@@ -1,6 +1,6 @@
 """Markdown tables from cf_ctr_results.py outputs: per dataset and model, base and every variant (alpha chosen
-on mean validation metric over seeds), test metrics as mean ± population std (ddof 0) over seeds, and the per-seed paired difference
-to the base model (mean ± std).
+on mean validation metric over seeds), test metrics as mean ± population std (ddof 0) over seeds, and the
+per-seed paired difference to the base model (mean ± population std).
 
     python benchmarks/report_results.py benchmarks/results/cf_ctr_ml-100k*.json [...]   # shard files merge
 """
