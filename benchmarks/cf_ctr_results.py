@@ -53,8 +53,9 @@ CTR = {
 }
 
 
-def genre_leak(split) -> ProfileVectors:
-    """LEAK BY DESIGN: normalised genre histogram of each user's validation + test items."""
+def genre_histograms(split, frame: pd.DataFrame) -> np.ndarray:
+    """(n_users + 1, n_genres) normalised genre histogram of ``frame``'s items per internal user id (genres sorted
+    by name; a user without rows in ``frame`` gets zeros)."""
     items = split.dataset.items.set_index(C.IID)["genres"].fillna("")
     vocab = sorted({g for gs in items for g in gs.split("|") if g})
     onehot = np.zeros((split.dataset.n_items + 1, len(vocab)), dtype=np.float32)
@@ -62,12 +63,16 @@ def genre_leak(split) -> ProfileVectors:
         for g in gs.split("|"):
             if g:
                 onehot[iid, vocab.index(g)] = 1.0
-    held = pd.concat([split.valid, split.test])
     hist = np.zeros((split.dataset.n_users + 1, len(vocab)), dtype=np.float32)
-    np.add.at(hist, held[C.UID].to_numpy(), onehot[held[C.IID].to_numpy()])
+    np.add.at(hist, frame[C.UID].to_numpy(), onehot[frame[C.IID].to_numpy()])
+    return hist / np.maximum(hist.sum(1, keepdims=True), 1.0)
+
+
+def genre_leak(split) -> ProfileVectors:
+    """LEAK BY DESIGN: normalised genre histogram of each user's validation + test items."""
+    held = pd.concat([split.valid, split.test])
     users = np.unique(held[C.UID].to_numpy())
-    h = hist[users] / np.maximum(hist[users].sum(1, keepdims=True), 1.0)
-    return ProfileVectors(split.dataset.user_map.to_external(users), h,
+    return ProfileVectors(split.dataset.user_map.to_external(users), genre_histograms(split, held)[users],
                           {"source": "LEAK-BY-DESIGN genre histogram of validation + test items"})
 
 

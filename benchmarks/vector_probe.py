@@ -33,21 +33,9 @@ from llmkt.data import columns as C
 from llmkt.experiments.runner import load_dataset, split_dataset
 from llmkt.transfer.vectors import ProfileVectors
 
+from cf_ctr_results import genre_histograms  # same folder
+
 PENALTIES = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
-
-
-def genre_matrix(split, frame: pd.DataFrame) -> np.ndarray:
-    """(n_users + 1, n_genres) normalised genre histogram of ``frame``'s items per internal user id."""
-    items = split.dataset.items.set_index(C.IID)["genres"].fillna("")
-    vocab = sorted({g for gs in items for g in str(gs).split("|") if g})
-    onehot = np.zeros((split.dataset.n_items + 1, len(vocab)), dtype=np.float64)
-    for iid, gs in items.items():
-        for g in str(gs).split("|"):
-            if g:
-                onehot[iid, vocab.index(g)] = 1.0
-    hist = np.zeros((split.dataset.n_users + 1, len(vocab)))
-    np.add.at(hist, frame[C.UID].to_numpy(), onehot[frame[C.IID].to_numpy()])
-    return hist / np.maximum(hist.sum(1, keepdims=True), 1.0)
 
 
 def spread(x: np.ndarray) -> dict:
@@ -98,8 +86,8 @@ def main() -> None:
     cfg = llmkt.load_config(None, [f"data.data_dir={args.data_dir}", f"data.name={args.dataset}", "split.kind=ratio"])
     split = split_dataset(cfg, load_dataset(cfg))
     ds = split.dataset
-    past = genre_matrix(split, split.train)
-    future = genre_matrix(split, pd.concat([split.valid, split.test]))
+    past = genre_histograms(split, split.train).astype(np.float64)
+    future = genre_histograms(split, pd.concat([split.valid, split.test])).astype(np.float64)
     users = np.arange(1, ds.n_users + 1)
     inter = np.zeros((ds.n_users + 1, ds.n_items + 1), dtype=np.float32)
     inter[split.train[C.UID].to_numpy(), split.train[C.IID].to_numpy()] = 1.0
