@@ -9,8 +9,14 @@ For each vector file (cf_ctr_results.py writes them to runs/cf_ctr_vectors/) on 
 * **future probe**: the same to the genre histogram of the user's *held-out* validation + test items, R² under
   the same folds. The reference row ``history genres`` uses the training histogram itself as the input: a
   vector that beats it knows more about the future than simple counting does.
-* **identity**: share of users whose nearest other vector (cosine) is one whose training history shares the
-  most items with theirs, next to chance: whether the vectors tell similar users apart.
+* **identity**: share of users whose nearest other vector (cosine) belongs to one of the 10 users whose
+  training histories share the most items with theirs, next to chance: whether the vectors tell similar users
+  apart.
+
+* **genre naming** (``--texts STORE``, text profiles only): on each profile's genre line (``Preferences:`` for the
+  LLM prompt, ``Top genres by count:`` for ``template``), the share of the user's 4 most frequent training genres
+  that it names (recall) and the share of named genres among those 4 (precision), next to a constant answer (the
+  4 genres most often in users' top 4). Matching is by genre name and a few spellings; a rough check.
 
 The ridge penalty is chosen per row from a fixed grid by the same cross-validation (slightly optimistic, equally
 for every row). Nothing here trains a recommender; it runs in seconds.
@@ -23,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -74,12 +82,58 @@ def identity(x: np.ndarray, overlap: np.ndarray, rng: np.random.Generator) -> di
     return {"nearest_is_top10_overlap": hit, "chance": chance}
 
 
+SPELLINGS = {"Sci-Fi": ("sci-fi", "science fiction", "scifi"), "Children's": ("children", "kids", "family"),
+             "Film-Noir": ("film-noir", "film noir", "noir"), "Animation": ("animation", "animated")}
+GENRE_LINE = re.compile(r"^\s*(?:preferences|top genres by count)\s*:(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def named_genres(text: str, genres: list[str]) -> set[str] | None:
+    """Genres named on a profile's genre line, or None when the text has no such line."""
+    m = GENRE_LINE.search(text)
+    if m is None:
+        return None
+    line = m.group(1).lower()
+    return {g for g in genres if any(s in line for s in SPELLINGS.get(g, (g.lower(),)))}
+
+
+def genre_naming(store: str, split, past: np.ndarray, k: int = 4) -> dict:
+    """Recall/precision of the genres a store's profiles name against each user's top-k training genres."""
+    ds = split.dataset
+    names = sorted({g for gs in ds.items["genres"].fillna("") for g in gs.split("|") if g})  # histogram columns
+    genres = [g for g in names if g != "unknown"]
+    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    rows = con.execute("SELECT user_id, text FROM profiles WHERE dataset = ?", (ds.name,)).fetchall()
+    con.close()
+    ids = [u for u, _ in rows]
+    if len(set(ids)) != len(ids):
+        raise SystemExit(f"{store}: more than one profile per user; pass a store holding one job")
+    by_ext = {str(e): i for i, e in enumerate(ds.user_map.to_external(np.arange(1, ds.n_users + 1)), start=1)}
+    internal = [by_ext[str(u)] for u in ids]
+    known = past * np.array([g != "unknown" for g in names])
+    top = {u: {names[j] for j in np.argsort(-known[u], kind="stable")[:k] if known[u, j] > 0} for u in internal}
+    most = pd.Series([g for t in top.values() for g in t]).value_counts().index[:k].tolist()
+    rec, prec, const, missing = [], [], [], 0
+    for u, (_, text) in zip(internal, rows):
+        named = named_genres(text, genres)
+        truth = top[u]
+        if named is None:
+            missing += 1
+            continue
+        rec.append(len(named & truth) / max(len(truth), 1))
+        prec.append(len(named & truth) / len(named) if named else 0.0)
+        const.append(len(set(most) & truth) / max(len(truth), 1))
+    return {"store": store, "profiles": len(rows), "without_genre_line": missing, "k": k,
+            "recall": float(np.mean(rec)), "precision": float(np.mean(prec)),
+            "constant_answer": most, "constant_recall": float(np.mean(const))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--dataset", default="ml-100k")
     ap.add_argument("--vectors", nargs="+", required=True, help=".npz files of ProfileVectors")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--texts", nargs="*", default=[], help="profile stores (.sqlite) for the genre-naming check")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
@@ -116,9 +170,16 @@ def main() -> None:
               f"R2 history {r['history_probe']['r2']:.3f}  R2 future {r['future_probe']['r2']:.3f}  "
               f"nearest=top10-overlap {r['identity']['nearest_is_top10_overlap']:.3f} "
               f"(chance {r['identity']['chance']:.3f})", flush=True)
+    naming = {}
+    for store in args.texts:
+        naming[Path(store).stem] = n = genre_naming(store, split, past)
+        print(f"{Path(store).stem:40s} genre line names {n['recall']:.3f} of the user's top-{n['k']} training "
+              f"genres (precision {n['precision']:.3f}; constant {n['constant_answer']}: "
+              f"{n['constant_recall']:.3f}); {n['without_genre_line']} of {n['profiles']} without a genre line",
+              flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps({"dataset": args.dataset, "split": "ratio", "folds": args.folds,
-                                              "rows": rows}, indent=1))
+                                              "rows": rows, "genre_naming": naming}, indent=1))
 
 
 if __name__ == "__main__":
