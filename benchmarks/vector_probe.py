@@ -113,18 +113,25 @@ def genre_naming(store: str, split, past: np.ndarray, k: int = 4) -> dict:
     top = {u: {names[j] for j in np.argsort(-known[u], kind="stable")[:k] if known[u, j] > 0} for u in internal}
     most = pd.Series([g for t in top.values() for g in t]).value_counts().index[:k].tolist()
     rec, prec, const, missing = [], [], [], 0
+    named_n, top_n = dict.fromkeys(genres, 0), dict.fromkeys(genres, 0)
     for u, (_, text) in zip(internal, rows):
         named = named_genres(text, genres)
         truth = top[u]
         if named is None:
             missing += 1
             continue
+        for g in named:
+            named_n[g] += 1
+        for g in truth:
+            top_n[g] += 1
         rec.append(len(named & truth) / max(len(truth), 1))
         prec.append(len(named & truth) / len(named) if named else 0.0)
         const.append(len(set(most) & truth) / max(len(truth), 1))
     return {"store": store, "profiles": len(rows), "without_genre_line": missing, "k": k,
             "recall": float(np.mean(rec)), "precision": float(np.mean(prec)),
-            "constant_answer": most, "constant_recall": float(np.mean(const))}
+            "constant_answer": most, "constant_recall": float(np.mean(const)),
+            "per_genre_share": {g: {"named": named_n[g] / len(rec), f"in_top{k}": top_n[g] / len(rec)}
+                                for g in genres if named_n[g] or top_n[g]}}
 
 
 def main() -> None:
