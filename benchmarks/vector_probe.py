@@ -12,11 +12,10 @@ For each vector file (cf_ctr_results.py writes them to runs/cf_ctr_vectors/) on 
 * **identity**: share of users whose nearest other vector (cosine) belongs to one of the 10 users whose
   training histories share the most items with theirs, next to chance: whether the vectors tell similar users
   apart.
-
 * **genre naming** (``--texts STORE``, text profiles only): on each profile's genre line (``Preferences:`` for the
   LLM prompt, ``Top genres by count:`` for ``template``), the share of the user's 4 most frequent training genres
   that it names (recall) and the share of named genres among those 4 (precision), next to a constant answer (the
-  4 genres most often in users' top 4). Matching is by genre name and a few spellings; a rough check.
+  4 genres most often in users' top 4). Matching is by whole words (genre names, plurals, a few spellings); a rough check.
 
 The ridge penalty is chosen per row from a fixed grid by the same cross-validation (slightly optimistic, equally
 for every row). Nothing here trains a recommender; it runs in seconds.
@@ -83,7 +82,8 @@ def identity(x: np.ndarray, overlap: np.ndarray, rng: np.random.Generator) -> di
 
 
 SPELLINGS = {"Sci-Fi": ("sci-fi", "science fiction", "scifi"), "Children's": ("children", "kids", "family"),
-             "Film-Noir": ("film-noir", "film noir", "noir"), "Animation": ("animation", "animated")}
+             "Film-Noir": ("film-noir", "film noir", "noir"), "Animation": ("animation", "animated"),
+             "Comedy": ("comedy", "comedies"), "Mystery": ("mystery", "mysteries")}  # plain plurals: `s?` below
 GENRE_LINE = re.compile(r"^\s*(?:preferences|top genres by count)\s*:(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -93,7 +93,8 @@ def named_genres(text: str, genres: list[str]) -> set[str] | None:
     if m is None:
         return None
     line = m.group(1).lower()
-    return {g for g in genres if any(s in line for s in SPELLINGS.get(g, (g.lower(),)))}
+    return {g for g in genres
+            if any(re.search(rf"\b{re.escape(s)}s?\b", line) for s in SPELLINGS.get(g, (g.lower(),)))}
 
 
 def genre_naming(store: str, split, past: np.ndarray, k: int = 4) -> dict:
