@@ -101,13 +101,19 @@ def main() -> None:
     rows = []
 
     def embedding_leak(res, seed: int) -> None:
-        """leak_emb: the base model's embedding of each user's test item; emb_random: of a random item."""
+        """leak_emb: the base model's embedding of each user's test item (mean over them when a split holds several
+        per user); emb_random: of a random item."""
         emb = res.model.item_emb.weight.detach().cpu().numpy()  # (n_items + 1, D)
         test = split.test
-        users = ds.user_map.to_external(test[C.UID].to_numpy())
+        uid = test[C.UID].to_numpy()
+        internal = pd.unique(uid)  # order of first appearance: the leave-one-out order of the recorded runs
+        target = np.zeros((ds.n_users + 1, emb.shape[1]), dtype=np.float64)
+        np.add.at(target, uid, emb[test[C.IID].to_numpy()])
+        target = (target[internal] / np.bincount(uid)[internal][:, None]).astype(np.float32)
+        users = ds.user_map.to_external(internal)
         r = np.random.default_rng(seed)
-        paths["leak_emb"] = ProfileVectors(users, emb[test[C.IID].to_numpy()],
-                                           {"source": "LEAK-BY-DESIGN base model embedding of the test item"}
+        paths["leak_emb"] = ProfileVectors(users, target,
+                                           {"source": "LEAK-BY-DESIGN base model embedding of the test item(s)"}
                                            ).save(tmp / f"leak_emb_{seed}.npz")
         paths["emb_random"] = ProfileVectors(users, emb[r.integers(1, ds.n_items + 1, len(users))],
                                              {"source": "base model embedding of a random item"}
