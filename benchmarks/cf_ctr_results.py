@@ -53,11 +53,27 @@ CTR = {
 }
 
 
+def base_config(dataset: str, data_dir: str, model: str, seed: int, device: str, out_dir: str,
+                epochs: int | None = None) -> dict:
+    """The run config of a table row's base model (ratio split, the model's training settings, no checkpoints)."""
+    spec = {**CF, **CTR}[model]
+    return {"data": {"name": dataset, "data_dir": data_dir}, "split": {"kind": "ratio"},
+            "model": dict(spec["model"]),
+            "training": {**spec["training"], "seed": seed, "progress": False, "device": device,
+                         **({"epochs": epochs} if epochs else {})},
+            "output": {"dir": out_dir, "save_checkpoints": False}}
+
+
+def genre_vocab(split) -> list[str]:
+    """The dataset's genres sorted by name: the columns of ``genre_histograms``."""
+    return sorted({g for gs in split.dataset.items["genres"].fillna("") for g in gs.split("|") if g})
+
+
 def genre_histograms(split, frame: pd.DataFrame) -> np.ndarray:
-    """(n_users + 1, n_genres) normalised genre histogram of ``frame``'s items per internal user id (genres sorted
-    by name; a user without rows in ``frame`` gets zeros)."""
+    """(n_users + 1, n_genres) normalised genre histogram of ``frame``'s items per internal user id (columns in
+    ``genre_vocab`` order; a user without rows in ``frame`` gets zeros)."""
     items = split.dataset.items.set_index(C.IID)["genres"].fillna("")
-    vocab = sorted({g for gs in items for g in gs.split("|") if g})
+    vocab = genre_vocab(split)
     onehot = np.zeros((split.dataset.n_items + 1, len(vocab)), dtype=np.float32)
     for iid, gs in items.items():
         for g in gs.split("|"):
@@ -197,11 +213,8 @@ def main() -> None:
             if next(counter) % shard_n != shard_i or key in done:
                 return
             spec = {**CF, **CTR}[model]
-            cfg = {"data": {"name": dataset, "data_dir": args.data_dir}, "split": {"kind": "ratio"},
-                   "model": dict(spec["model"]),
-                   "training": {**spec["training"], "seed": seed, "progress": False, "device": args.device,
-                                **({"epochs": args.epochs} if args.epochs else {})},
-                   "output": {"dir": f"runs/cf_ctr/shard{shard_i}", "save_checkpoints": False}}
+            cfg = base_config(dataset, args.data_dir, model, seed, args.device, f"runs/cf_ctr/shard{shard_i}",
+                              args.epochs)
             kind, _, control = variant.split(":")[-1].partition("~")
             user_vectors = {"path": str(vectors.get(kind)), "control": control or "none"}
             if variant.startswith("transfer:"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import llmkt
 
-from cf_ctr_results import CF, CTR  # same folder
+from cf_ctr_results import CF, CTR, base_config  # same folder
 
 
 def main() -> None:
@@ -36,11 +36,7 @@ def main() -> None:
         for model in args.models:
             if (model, seed) in done:
                 continue
-            spec = {**CF, **CTR}[model]
-            cfg = {"data": {"name": args.dataset, "data_dir": args.data_dir}, "split": {"kind": "ratio"},
-                   "model": dict(spec["model"]),
-                   "training": {**spec["training"], "seed": seed, "progress": False, "device": "cpu"},
-                   "output": {"dir": f"runs/cpu_base/{model}_{seed}", "save_checkpoints": False}}
+            cfg = base_config(args.dataset, args.data_dir, model, seed, "cpu", f"runs/cpu_base/{model}_{seed}")
             t0 = time.perf_counter()
             res = llmkt.train(cfg)
             row = {"model": model, "variant": "base", "alpha": None, "seed": seed, "valid": res.valid.metrics,

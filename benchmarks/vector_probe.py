@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +37,10 @@ import pandas as pd
 import llmkt
 from llmkt.data import columns as C
 from llmkt.experiments.runner import load_dataset, split_dataset
+from llmkt.profiles.store import ProfileStore
 from llmkt.transfer.vectors import ProfileVectors
 
-from cf_ctr_results import genre_histograms  # same folder
+from cf_ctr_results import genre_histograms, genre_vocab  # same folder
 
 PENALTIES = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
 
@@ -100,16 +100,14 @@ def named_genres(text: str, genres: list[str]) -> set[str] | None:
 def genre_naming(store: str, split, past: np.ndarray, k: int = 4) -> dict:
     """Recall/precision of the genres a store's profiles name against each user's top-k training genres."""
     ds = split.dataset
-    names = sorted({g for gs in ds.items["genres"].fillna("") for g in gs.split("|") if g})  # histogram columns
+    names = genre_vocab(split)  # the columns of `past`
     genres = [g for g in names if g != "unknown"]
-    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    rows = con.execute("SELECT user_id, text FROM profiles WHERE dataset = ?", (ds.name,)).fetchall()
-    con.close()
+    with ProfileStore(store, create=False) as st:
+        rows = [(r.external_user, r.text) for r in st.records(dataset=ds.name)]
     ids = [u for u, _ in rows]
     if len(set(ids)) != len(ids):
         raise SystemExit(f"{store}: more than one profile per user; pass a store holding one job")
-    by_ext = {str(e): i for i, e in enumerate(ds.user_map.to_external(np.arange(1, ds.n_users + 1)), start=1)}
-    internal = [by_ext[str(u)] for u in ids]
+    internal = ds.user_map.to_internal(ids).tolist()
     known = past * np.array([g != "unknown" for g in names])
     top = {u: {names[j] for j in np.argsort(-known[u], kind="stable")[:k] if known[u, j] > 0} for u in internal}
     most = pd.Series([g for t in top.values() for g in t]).value_counts().index[:k].tolist()
