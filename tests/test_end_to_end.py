@@ -43,7 +43,7 @@ def test_cli_train_prints_test_metrics_and_reports_errors(shared_data, tmp_path)
     assert f"NDCG@10={summary['test']['NDCG@10']:.4f}" in ev.stdout  # the best checkpoint reproduces the test
     bad = subprocess.run(cmd[:5] + ["--set", "model.hiden=3"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "model.hiden: unknown key" in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "llmkt.cli", "train", "--set", "data.name=ml-20k"],
+    missing = subprocess.run([sys.executable, "-m", "llmkt.cli", "train", "--defaults", "--set", "data.name=ml-20k"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "unknown dataset 'ml-20k'" in missing.stderr
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
-from llmkt.errors import LLMKTError
+from llmkt.errors import LLMKTError, LLMKTWarning
 
 
 def _fail(e: Exception) -> None:
@@ -20,11 +21,41 @@ def _fail(e: Exception) -> None:
     sys.exit(2)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    if issubclass(category, LLMKTWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
+class Group(click.Group):
+    """Every error llmkt raises on purpose (bad config, bad data, a failed backend) ends a command with one
+    ``error:`` line on stderr and exit code 2, never a traceback; an unexpected exception still shows one (a bug
+    to report)."""
+
+    def invoke(self, ctx: click.Context):
+        previous = warnings.showwarning
+        warnings.showwarning = _show_warning
+        try:
+            return super().invoke(ctx)
+        except LLMKTError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+            click.echo(f"error: {e.filename}: {e.strerror}; check the path and its permissions.", err=True)
+            ctx.exit(2)
+        finally:
+            warnings.showwarning = previous
+
+
 def _format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmkt")
 def main() -> None:
     """llmkt: transfer knowledge from LLMs into recommender models."""
@@ -36,23 +67,31 @@ def main() -> None:
               help="override a config value, e.g. --set training.epochs=5 (repeatable)")
 @click.option("--data-dir", default=None, help="data home (else data.data_dir, $LLMKT_DATA, ~/.cache/llmkt/data)")
 @click.option("--resume", default=None, type=click.Path(), help="resume from a run folder or its last.pt")
+@click.option("--download", is_flag=True, help="download a missing MovieLens archive (same as --set data.download=true)")
+@click.option("--defaults", is_flag=True, help="run the built-in default config (SASRec on ml-100k, 20 epochs)")
 @click.option("--json-out", is_flag=True, help="print the results as JSON")
 def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, resume: str | None,
-          json_out: bool) -> None:
-    """Train and evaluate a model from a YAML CONFIG (defaults: SASRec on ml-100k)."""
+          download: bool, defaults: bool, json_out: bool) -> None:
+    """Train and evaluate a model from a YAML CONFIG (e.g. configs/sasrec_ml100k.yaml), or continue one with
+    --resume RUN_DIR."""
     from llmkt.experiments.runner import train as run_train
 
     ov = list(overrides)
     if data_dir:
         ov.append(f"data.data_dir={data_dir}")
-    try:
-        if resume and not config:
-            run = Path(resume) if Path(resume).is_dir() else Path(resume).parent
-            config = str(run / "config.yaml")
-        res = run_train(config, ov, resume_from=resume) if config else run_train({}, ov, resume_from=resume)
-    except (LLMKTError, FileNotFoundError) as e:
-        _fail(e)
-        return
+    if download:
+        ov.append("data.download=true")
+    if resume and not config:
+        run = Path(resume) if Path(resume).is_dir() else Path(resume).parent
+        if not (run / "config.yaml").is_file():
+            _fail(LLMKTError(f"--resume {resume}: {run} is not a run folder (no config.yaml); pass the folder "
+                             "`llmkt train` printed."))
+        config = str(run / "config.yaml")
+    if not config and not defaults:
+        _fail(LLMKTError("llmkt train needs a CONFIG file, e.g. `llmkt train configs/sasrec_ml100k.yaml` (the "
+                         "configs/ folder has examples); `llmkt train --defaults` runs the built-in default "
+                         "(SASRec on ml-100k, 20 epochs, a few minutes on a CPU)."))
+    res = run_train(config, ov, resume_from=resume) if config else run_train({}, ov, resume_from=resume)
     if json_out:
         click.echo(json.dumps(res.summary(), indent=2))
         return
@@ -77,15 +116,12 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, 
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--stage", type=click.Choice(["valid", "test"]), default="test")
-def evaluate(run_dir: str, stage: str) -> None:
+@click.option("--allow-unfinished", is_flag=True, help="evaluate the best checkpoint of a run that did not finish")
+def evaluate(run_dir: str, stage: str, allow_unfinished: bool) -> None:
     """Evaluate the best checkpoint of RUN_DIR on its split."""
     from llmkt.experiments.evaluate import evaluate_run
 
-    try:
-        res = evaluate_run(run_dir, stage)
-    except (LLMKTError, FileNotFoundError) as e:
-        _fail(e)
-        return
+    res = evaluate_run(run_dir, stage, allow_unfinished=allow_unfinished)
     click.echo(f"protocol: {res.protocol}")
     click.echo(f"{stage}: {_format_metrics(res.metrics)}")
 
@@ -159,11 +195,16 @@ def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) 
 
 
 @main.command("config-schema")
-def config_schema() -> None:
-    """Print the JSON schema of a run config (every key, its type and default)."""
-    from llmkt.config import RunConfig
+@click.argument("kind", type=click.Choice(["run", "profiles"]), default="run")
+def config_schema(kind: str) -> None:
+    """Print the JSON schema of a config KIND: run (llmkt train, the default) or profiles (llmkt profiles ...):
+    every key, its type, default and description."""
+    if kind == "profiles":
+        from llmkt.profiles.config import ProfilesConfig as cls
+    else:
+        from llmkt.config import RunConfig as cls
 
-    click.echo(json.dumps(RunConfig.model_json_schema(), indent=1))
+    click.echo(json.dumps(cls.model_json_schema(), indent=1))
 
 
 def _register() -> None:

@@ -11,7 +11,8 @@ import click
 
 from llmkt.errors import LLMKTError
 
-_CONFIG = click.argument("config", type=click.Path(dir_okay=False), required=False)
+# A profile job is hours of LLM time: it always comes from a config file, never from silent defaults.
+_CONFIG = click.argument("config", type=click.Path(dir_okay=False), required=True)
 _SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                     help="override a config value, e.g. --set backend.kind=template (repeatable)")
 _DATA = click.option("--data-dir", default=None, help="data home (else data.data_dir, $LLMKT_DATA)")
@@ -50,6 +51,9 @@ def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | Non
         return
     click.echo(f"store: {r.store}")
     click.echo(f"users: {r.users}, already stored: {r.cached}, generated now: {r.generated}, failed: {r.failed}")
+    if r.in_flight_elsewhere or r.stored_elsewhere:
+        click.echo(f"left to another process on this store: {r.in_flight_elsewhere} in flight there, "
+                   f"{r.stored_elsewhere} stored by it meanwhile; rerun later to pick up any it does not finish.")
     if r.generated:
         click.echo(f"tokens: {r.prompt_tokens} prompt + {r.completion_tokens} completion in {r.seconds:.1f} s "
                    f"({r.tokens_per_s:.1f} completion tokens/s)")

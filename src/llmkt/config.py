@@ -139,6 +139,8 @@ class VectorsConfig(Strict):
         "none", description="a control run with the same shape: shuffle = each user gets another user's vector, "
                             "random = Gaussian with each dimension's mean and std")
     control_seed: int = Field(0, description="seed of the control's permutation or noise")
+    allow_other_dataset: bool = Field(False, description="use vectors whose metadata names another dataset than the "
+                                                         "run's (refused by default: ids would match wrong users)")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -225,11 +227,31 @@ class OutputConfig(Strict):
     loggers: list[Literal["csv", "tensorboard", "mlflow"]] = Field(default_factory=lambda: ["csv"])
     save_checkpoints: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        # the run folder is output.dir/output.name: a name must not reach outside output.dir
+        if v is not None and (v in ("", ".", "..") or "/" in v or "\\" in v or ".." in v or "\0" in v):
+            raise ValueError("a run folder name must be one plain folder name (no '/', '\\' or '..'); put the "
+                             "parent folder in output.dir")
+        return v
+
+    @field_validator("dir")
+    @classmethod
+    def _no_parent_steps(cls, v: str) -> str:
+        if not v.strip() or "\0" in v or ".." in Path(v.replace("\\", "/")).parts:
+            raise ValueError("output.dir must be a folder path without '..' steps (write the absolute path "
+                             "instead), e.g. runs or /data/llmkt-runs")
+        return v
+
 
 class ReducerConfig(Strict):
     method: Literal["umap", "pca", "none"] = "umap"
     dim: int | None = Field(None, ge=1, description="output width; default: the hooked layer's width")
-    load: str | None = Field(None, description="reuse a fitted reducer (a run's reducer.pkl) instead of fitting")
+    load: str | None = Field(None, description="reuse a fitted reducer (a run's reducer.npz) instead of fitting")
+    trust_pickle: bool = Field(False, description="with load: a UMAP reducer's model is a pickle (<name>.umap.pkl), "
+                                                  "which runs code when read; load it only when you trust its author "
+                                                  "(its SHA-256 is checked against the .npz first)")
     n_neighbors: int = Field(15, ge=2)
     min_dist: float = Field(0.1, ge=0)
     metric: str = "cosine"
@@ -337,6 +359,7 @@ def _walk(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> tuple[li
 
 def _format_errors(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     lines = [f"invalid configuration ({source}):"]
+    kind = "profiles" if root is not None and root.__name__ == "ProfilesConfig" else "run"
     for e in err.errors():
         loc = tuple(e["loc"])
         shown, _ = _walk(loc, root)
@@ -351,8 +374,10 @@ def _format_errors(err: ValidationError, source: str, root: type[BaseModel] | No
             lines.append(f"  {key}: {e['msg']}: this section needs that key (e.g. model.name: sasrec).")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
-    lines.append("Fix the YAML or the --set override; `llmkt config-schema` prints every key with its type.")
-    return "\n".join(lines)
+    tail = f"Fix the YAML or the --set override; `llmkt config-schema {kind}` prints every key with its type."
+    if len(lines) == 2:  # one problem: one line
+        return f"{lines[0]} {lines[1].strip()}. {tail}"
+    return "\n".join(lines + [tail])
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -370,15 +395,29 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, parsed
 
 
+#: Sections whose keys depend on a type key (pydantic discriminated unions), by path -> type key.
+TYPE_KEYS: dict[tuple[str, ...], str] = {("model",): "name", ("model", "backbone"): "name", ("split",): "kind",
+                                         ("backend",): "kind"}
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides in order. Setting a section's type key to another type (``model.name``,
+    ``split.kind``, ``backend.kind``) starts that section afresh from the new type's defaults, so that
+    ``--set backend.kind=template`` switches a llama.cpp job to the template backend without its keys being
+    reported as unknown; overrides after it refine the new section (``--set backend.top=5``)."""
     for text in overrides:
         parts, value = parse_override(text)
         node = raw
         for p in parts[:-1]:
             nxt = node.setdefault(p, {})
+            if nxt is None:
+                nxt = node[p] = {}
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {text!r}: {p!r} is a value, not a section.")
             node = nxt
+        type_key = TYPE_KEYS.get(tuple(parts[:-1]))
+        if type_key == parts[-1] and node.get(type_key) != value:
+            node.clear()
         node[parts[-1]] = value
     return raw
 
@@ -407,7 +446,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             raw = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e}).") from e
+            detail = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+            raise ConfigError(f"{p}: not valid YAML ({detail}).") from None
         source = str(p)
     return validate_config(apply_overrides(raw, overrides or []), source, cls)
 

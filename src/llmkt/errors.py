@@ -17,3 +17,7 @@ class ConfigError(LLMKTError, ValueError):
 
 class DatasetNotFoundError(DataError, FileNotFoundError):
     """A dataset's files are not where they were looked for."""
+
+
+class LLMKTWarning(UserWarning):
+    """Something works but is probably not what the user meant (the CLI prints it as one ``warning:`` line)."""

@@ -37,9 +37,11 @@ def test_csv_folder(tmp_path):
 
 def test_csv_with_wrong_columns_is_rejected(tmp_path):
     pd.DataFrame({"user": [1], "item": [2]}).to_csv(tmp_path / "interactions.csv", index=False)
-    raw = load_raw("csv", path=tmp_path)
-    with pytest.raises(DataError, match=r"missing column\(s\) \['user_id', 'item_id'\]"):
-        Dataset.from_frames(raw.interactions)
+    with pytest.raises(DataError, match=r"interactions.csv: no column 'user_id', 'item_id' in the header; the "
+                                        r"header has \['user', 'item'\]"):
+        load_raw("csv", path=tmp_path)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['user_id', 'item_id'\]"):  # frames from Python
+        Dataset.from_frames(pd.DataFrame({"user": [1], "item": [2]}))
 
 
 def test_ml_100k_official_files(shared_data):

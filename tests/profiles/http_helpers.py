@@ -103,3 +103,42 @@ class FaultProxy(_Base):
                                      headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req, timeout=300) as r:
             self._send(r.status, r.read().decode())
+
+
+class GarbageOpenAI(FakeOpenAI):
+    """A server that answers 200 but with garbage for some requests, chosen by a seeded draw per request index:
+    ``garbage`` share of bodies that are not usable (not JSON, JSON without ``choices``, an empty body, in turn) and
+    ``empty`` share of replies whose content is empty or whitespace. Counts land in ``owner.bad``."""
+
+    def do_POST(self):  # noqa: N802
+        import random
+
+        n = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(n)
+        st = self.server_state
+        with self.owner.lock:
+            index = len(self.owner.requests)
+            draw = random.Random(st.get("seed", 0) * 1_000_003 + index).random()
+            kind = ("garbage" if draw < st.get("garbage", 0.0) else
+                    "empty" if draw < st.get("garbage", 0.0) + st.get("empty", 0.0) else "ok")
+            if kind != "ok":
+                self.owner.requests.append((self.path, json.loads(body or b"{}"), dict(self.headers)))
+                self.owner.bad = getattr(self.owner, "bad", []) + [(index, kind)]
+        time.sleep(st.get("delay", 0.0))
+        if kind == "garbage":
+            variant = index % 3
+            if variant == 0:
+                self._send(200, "<html><body>502 Bad Gateway</body></html>")
+            elif variant == 1:
+                self._send(200, {"object": "error", "message": "model overloaded"})
+            else:
+                self._send(200, "")
+            return
+        if kind == "empty":
+            self._send(200, {"choices": [{"message": {"role": "assistant", "content": ["", "   \n"][index % 2]},
+                                          "finish_reason": "stop"}], "usage": {"prompt_tokens": 5,
+                                                                               "completion_tokens": 0}})
+            return
+        # a good answer: let FakeOpenAI record and answer it (it re-reads the body we already consumed)
+        self.rfile = __import__("io").BytesIO(body)
+        super().do_POST()

@@ -112,3 +112,13 @@ def test_unknown_keys_in_a_profile_config_are_named():
         load_profiles_config({"backend": {"kind": "llamacpp", "modle": "x"}})
     with pytest.raises(ConfigError, match=r"prompt.long_history"):
         load_profiles_config({"prompt": {"long_history": "chunky"}})
+
+
+def test_switching_the_backend_by_one_override():
+    """The documented `--set backend.kind=template` on a llama.cpp job: the backend section starts afresh."""
+    from llmkt.profiles.config import load_profiles_config
+
+    cfg = load_profiles_config("configs/profiles_ml100k.yaml", ["backend.kind=template", "backend.top=5"])
+    assert cfg.backend.kind == "template" and cfg.backend.top == 5 and cfg.workers == 2
+    same = load_profiles_config("configs/profiles_ml100k.yaml", ["backend.kind=llamacpp", "backend.threads=2"])
+    assert same.backend.n_ctx == 2048 and same.backend.threads == 2  # the same kind keeps its keys

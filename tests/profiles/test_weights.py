@@ -55,3 +55,33 @@ def test_registry_pins_versions_and_hashes():
         assert all("==" in p for p in w.packages) and len(w.packages) == len(w.members)
         assert len(w.sha256) == 64
     assert len(W.REGISTRY["qwen2.5-coder-1.5b-instruct"].packages) == 22
+
+
+def test_commands_that_do_not_generate_never_fetch_an_llm(tmp_path, monkeypatch, csv_folder):
+    """`profiles embed/stats/export` only need the model id: it comes from the registry, not from the weights."""
+    import llmkt.profiles.weights as w
+    from llmkt.errors import DataError
+    from llmkt.profiles.embed import embed_profiles
+    from llmkt.profiles.generate import backend_model_id
+    from llmkt.profiles.config import load_profiles_config
+    from llmkt.profiles.store import ProfileStore
+
+    monkeypatch.setenv("LLMKT_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(w, "_pip_download", lambda *a, **k: pytest.fail("an LLM download started"))
+    cfg = load_profiles_config({"data": {"name": "csv", "path": str(csv_folder)}, "store": str(tmp_path / "s.sqlite"),
+                                "backend": {"kind": "llamacpp", "model": "qwen2.5-coder-1.5b-instruct"}})
+    assert backend_model_id(cfg) == "llamacpp:qwen2.5-coder-1.5b-instruct.gguf:1117320768:a8eadd175c44"
+    ProfileStore(tmp_path / "s.sqlite").close()
+    with pytest.raises(DataError, match="no profiles for this job yet"):
+        embed_profiles(cfg)
+    assert not (tmp_path / "empty-cache").exists()
+
+
+def test_the_registry_model_ids_match_the_fetched_files(smollm2_file):
+    from llmkt.profiles.backends.llamacpp import gguf_id
+    from llmkt.profiles.weights import REGISTRY
+
+    assert gguf_id(smollm2_file) == REGISTRY["smollm2-135m-instruct"].gguf_id
+    for name, entry in REGISTRY.items():
+        if entry.kind == "gguf":
+            assert entry.gguf_id and entry.gguf_id.startswith(f"{entry.filename}:{entry.size}:"), name

@@ -125,7 +125,7 @@ def test_phases_switch_hooks_removed_and_logs(tmp_path, small):
     assert res.transfer["coverage"] == pytest.approx(0.75) and res.transfer["layer"] == "blocks.1"
     rows = pd.read_csv(res.run_dir / "metrics.csv")
     assert rows["kt/active"].tolist() == [1.0, 1.0, 0.0, 0.0]
-    assert (res.run_dir / "reducer.pkl").exists()
+    assert (res.run_dir / "reducer.npz").exists()
 
 
 def test_hooks_removed_after_an_exception(tmp_path, small):

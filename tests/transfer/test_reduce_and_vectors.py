@@ -17,8 +17,9 @@ def test_pca_recovers_the_dominant_axis_and_is_deterministic(tmp_path):
     assert np.allclose(np.abs(comp), [1 / np.sqrt(2), 1 / np.sqrt(2), 0], atol=0.01)
     assert r.state["explained_variance_ratio"][0] > 0.99
     assert np.allclose(r.transform(x)[:, 0], (x - x.mean(0)) @ comp, atol=1e-5)
-    r.save(tmp_path / "r.pkl")
-    assert np.array_equal(Reducer.load(tmp_path / "r.pkl").transform(x), r.transform(x))
+    saved = r.save(tmp_path / "r")
+    assert saved == tmp_path / "r.npz" and not list(tmp_path.glob("*.pkl"))  # arrays + JSON, no pickle
+    assert np.array_equal(Reducer.load(saved).transform(x), r.transform(x))
     with pytest.raises(ConfigError, match="cannot produce more dimensions"):
         Reducer("pca", 5).fit(x)
 
@@ -29,6 +30,23 @@ def test_umap_is_seeded():
     a = Reducer("umap", 2, seed=3, umap_params={"n_neighbors": 5}).fit(x).transform(x[:5])
     b = Reducer("umap", 2, seed=3, umap_params={"n_neighbors": 5}).fit(x).transform(x[:5])
     assert a.shape == (5, 2) and np.allclose(a, b)
+
+
+def test_umap_reducer_saves_its_model_beside_the_npz_and_loads_only_when_trusted(tmp_path):
+    pytest.importorskip("umap")
+    x = np.random.default_rng(0).normal(size=(60, 10))
+    r = Reducer("umap", 2, seed=3, umap_params={"n_neighbors": 5}).fit(x)
+    path = r.save(tmp_path / "reducer.npz")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["reducer.npz", "reducer.umap.pkl"]
+    with pytest.raises(ConfigError, match="trust_pickle"):
+        Reducer.load(path)
+    back = Reducer.load(path, trust_pickle=True)
+    assert (back.method, back.dim, back.fitted_on) == ("umap", 2, 60)
+    assert np.allclose(back.transform(x[:5]), r.transform(x[:5]))
+    side = tmp_path / "reducer.umap.pkl"
+    side.write_bytes(side.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match="was changed; refused without unpickling"):
+        Reducer.load(path, trust_pickle=True)
 
 
 def test_vectors_align_to_internal_ids_and_report_coverage(tmp_path):
@@ -49,10 +67,11 @@ def test_vectors_align_to_internal_ids_and_report_coverage(tmp_path):
 
 
 def test_bad_vectors_are_rejected(tmp_path):
-    with pytest.raises(DataError, match="duplicate user ids"):
-        ProfileVectors(np.array([1, 1]), np.zeros((2, 3)))
-    with pytest.raises(DataError, match="NaN"):
-        ProfileVectors(np.array([1, 2]), np.array([[0.0, np.nan], [1.0, 1.0]]))
+    with pytest.raises(DataError, match=r"1 user id\(s\) have more than one vector, e.g. 7; keep one"):
+        ProfileVectors(np.array([7, 7, 8]), np.zeros((3, 3)))
+    with pytest.raises(DataError, match=r"2 user\(s\) have NaN or infinite values, e.g. user ids 'b', 'c' "
+                                        r"\(rows \[1, 2\]\)"):
+        ProfileVectors(np.array(["a", "b", "c"]), np.array([[0.0, 1.0], [np.nan, 1.0], [1.0, np.inf]]))
     with pytest.raises(DataError, match="needs the file of user ids"):
         np.save(tmp_path / "m.npy", np.zeros((2, 2)))
         ProfileVectors.load(tmp_path / "m.npy")

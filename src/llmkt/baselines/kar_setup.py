@@ -19,7 +19,7 @@ def build_kar(cfg_model, ds: Dataset, split: Split, features: FeatureTables, dat
     from llmkt.models.registry import build_model
 
     backbone = build_model(cfg_model.backbone, ds.n_items, ds.n_users, features, n_extra_fields=2)
-    users = read_vectors(cfg_model.user_knowledge, split, data_dir)
+    users = read_vectors(cfg_model.user_knowledge, split, data_dir, "model.user_knowledge")
     u, u_mask = users.aligned(ds, "user")
     ik = cfg_model.item_knowledge
     if ik.text:

@@ -113,7 +113,8 @@ _REQUIRED_FILES = {
 
 def _offline_hint(name: str, data_dir: Path) -> str:
     files = ", ".join(_REQUIRED_FILES.get(name, []))
-    online = " or pass download=True (--download) on a machine with internet" if name in ARCHIVES else ""
+    online = (" or, on a machine with internet, set data.download: true (`llmkt train --download` or "
+              "`--set data.download=true`)") if name in ARCHIVES else ""
     return (f"put the official files ({files}) into {data_dir / name}/{online}. The data folder is "
             "--data-dir / data.data_dir, else $LLMKT_DATA, else ~/.cache/llmkt/data.")
 
@@ -133,6 +134,76 @@ def _read_text(path: Path, encoding: str = "latin-1") -> str:
         return f.read().decode(encoding)
 
 
+def _decode(path: Path, raw: bytes, encoding: str = "utf-8") -> str:
+    """``raw`` decoded; a byte that is not valid ``encoding`` is an error naming the line."""
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        snippet = raw[max(0, e.start - 20): e.end + 20]
+        raise DataError(f"{path} line {line}: byte {raw[e.start:e.end]!r} is not {encoding.upper()} (near {snippet!r}); "
+                        f"the file mixes text encodings. Re-save it as {encoding.upper()}, e.g. `iconv -f latin1 -t "
+                        f"utf-8 {path.name} > fixed.csv` for a Latin-1 file.") from None
+
+
+def _first_bad_line(path: Path, text: str, sep: str, n_fields: int, int_fields: int) -> str:
+    """Where a delimited text file breaks its format: 'line N: ...' (for messages after a parse error)."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(sep)
+        if len(parts) != n_fields:
+            return f"{path} line {i}: expected {n_fields} fields separated by {sep!r}, found {len(parts)} ({line[:80]!r})"
+        for j, v in enumerate(parts[:int_fields]):
+            try:
+                int(v)
+            except ValueError:
+                return f"{path} line {i}: field {j + 1} is {v!r}, expected an integer ({line[:80]!r})"
+    return f"{path}: the file does not have {n_fields} {sep!r}-separated fields on every line"
+
+
+def read_table(path: Path, what: str, *, required: tuple[str, ...] = (), expected: str = "",
+               sep: str = ",") -> pd.DataFrame:
+    """A CSV/TSV file as a frame; every problem is a :class:`DataError` naming the file and the line."""
+    raw = path.read_bytes()
+    hint = f" Expected {expected}." if expected else ""
+    if not raw.strip():
+        raise DataError(f"{path}: the file is empty.{hint}")
+    text = _decode(path, raw)
+    try:
+        df = pd.read_csv(io.StringIO(text), sep=sep)
+    except pd.errors.ParserError as e:
+        raise DataError(f"{path}: not a readable {what} file ({str(e).strip()[:200]}).{hint}") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(map(repr, missing))} in the header; the header has "
+                        f"{list(df.columns)[:12]}.{hint} Rename the columns (first line of the file).")
+    if len(df) == 0:
+        raise DataError(f"{path}: the file has a header but no rows.{hint}")
+    return df
+
+
+def _numeric_column(df: pd.DataFrame, col: str, path: Path, *, allow_dates: bool = False) -> pd.Series:
+    """``df[col]`` as numbers; the first value that is not one is an error naming its line (header = line 1)."""
+    values = df[col]
+    if pd.api.types.is_numeric_dtype(values):
+        return values
+    num = pd.to_numeric(values, errors="coerce")
+    bad = num.isna() & values.notna()
+    if bad.any() and allow_dates:
+        try:
+            dates = pd.to_datetime(values, format="ISO8601", utc=True)
+            return (dates.astype("int64") // 10**9).astype(np.int64)
+        except (ValueError, TypeError):
+            pass
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        what = "a number" + (" (or an ISO date such as 2024-05-01T12:00:00)" if allow_dates else "")
+        raise DataError(f"{path} line {row + 2}: {col} is {values.iloc[row]!r}, expected {what}; "
+                        f"{int(bad.sum())} row(s) of the column are like that. Fix or drop them.")
+    return num
+
+
 def _split_title_year(titles: pd.Series) -> tuple[pd.Series, pd.Series]:
     m = titles.str.extract(r"^(.*?)\s*\((\d{4})\)\s*$")
     title = m[0].fillna(titles).str.strip()
@@ -142,8 +213,13 @@ def _split_title_year(titles: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def load_ml_100k(folder: Path, data_dir: Path) -> RawData:
     udata = _need(folder, "ml-100k", data_dir, "u.data")
-    inter = pd.read_csv(udata, sep="\t", header=None, names=[C.USER, C.ITEM, C.RATING, C.TIMESTAMP],
-                        dtype={C.USER: np.int64, C.ITEM: np.int64, C.RATING: np.float32, C.TIMESTAMP: np.int64})
+    try:
+        inter = pd.read_csv(udata, sep="\t", header=None, names=[C.USER, C.ITEM, C.RATING, C.TIMESTAMP],
+                            dtype={C.USER: np.int64, C.ITEM: np.int64, C.RATING: np.float32, C.TIMESTAMP: np.int64})
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise DataError(f"{_first_bad_line(udata, _read_text(udata), chr(9), 4, 4)}; u.data has one rating per "
+                        "line: user id, item id, rating, timestamp, tab-separated. The file is damaged or "
+                        f"truncated: fetch it again ({_offline_hint('ml-100k', data_dir)})") from None
     inter[C.ORDER] = np.arange(len(inter), dtype=np.int64)
     uitem = _need(folder, "ml-100k", data_dir, "u.item")
     raw = pd.read_csv(io.StringIO(_read_text(uitem)), sep="|", header=None,
@@ -161,7 +237,15 @@ def load_ml_100k(folder: Path, data_dir: Path) -> RawData:
 
 def load_ml_1m(folder: Path, data_dir: Path, name: str = "ml-1m") -> RawData:
     rpath = _need(folder, name, data_dir, "ratings.dat", "ratings.dat.gz")
-    arr = np.array(_read_text(rpath).replace("::", "\t").split(), dtype=np.int64).reshape(-1, 4)
+    try:
+        text = _read_text(rpath)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{rpath}: cannot be read ({e}); the file is damaged or truncated, fetch it again.") from None
+    try:
+        arr = np.array(text.replace("::", "\t").split(), dtype=np.int64).reshape(-1, 4)
+    except ValueError:
+        raise DataError(f"{_first_bad_line(rpath, text, '::', 4, 4)}; ratings.dat has 'user::item::rating::"
+                        "timestamp' per line. The file is damaged or truncated: fetch it again.") from None
     inter = pd.DataFrame({C.USER: arr[:, 0], C.ITEM: arr[:, 1], C.RATING: arr[:, 2].astype(np.float32),
                           C.TIMESTAMP: arr[:, 3], C.ORDER: np.arange(len(arr), dtype=np.int64)})
     mpath = _need(folder, name, data_dir, "movies.dat", "movies.dat.gz")
@@ -190,7 +274,15 @@ def load_amazon_beauty(folder: Path, data_dir: Path) -> RawData:
                 continue
             users.extend([parts[0]] * (len(parts) - 1))
             items_.extend(parts[1:])
-    inter = pd.DataFrame({C.USER: np.array(users, dtype=np.int64), C.ITEM: np.array(items_, dtype=np.int64)})
+    try:
+        inter = pd.DataFrame({C.USER: np.array(users, dtype=np.int64), C.ITEM: np.array(items_, dtype=np.int64)})
+    except ValueError:
+        with open(spath, encoding="utf-8") as f:
+            text = f.read()
+        bad = next((i for i, ln in enumerate(text.splitlines(), 1)
+                    if any(not t.lstrip("-").isdigit() for t in ln.split())), "?")
+        raise DataError(f"{spath} line {bad}: expected integer ids (user id, then item ids, space-separated).") \
+            from None
     # No timestamps: the position in the file is the time order.
     inter[C.ORDER] = np.arange(len(inter), dtype=np.int64)
     inter[C.TIMESTAMP] = inter[C.ORDER]
@@ -205,11 +297,30 @@ def load_amazon_beauty(folder: Path, data_dir: Path) -> RawData:
     return RawData(inter, items, users_df, "amazon-beauty")
 
 
+INTERACTIONS_CSV = ("a header line user_id,item_id[,timestamp][,rating] and one interaction per line "
+                    "(timestamp: a number or an ISO date; rating: a number)")
+
+
 def load_csv_folder(folder: Path, data_dir: Path, name: str = "csv") -> RawData:
+    """``interactions.csv`` (``user_id, item_id[, timestamp][, rating]``), optional ``items.csv`` (``item_id`` +
+    text fields) and ``users.csv`` (``user_id`` + fields), UTF-8. Every problem names the file and the line."""
     ipath = _need(folder, name, data_dir, "interactions.csv")
-    inter = pd.read_csv(ipath)
-    items = pd.read_csv(folder / "items.csv") if (folder / "items.csv").exists() else None
-    users = pd.read_csv(folder / "users.csv") if (folder / "users.csv").exists() else None
+    inter = read_table(ipath, "interactions", required=(C.USER, C.ITEM), expected=INTERACTIONS_CSV)
+    for col in (C.USER, C.ITEM):
+        if inter[col].isna().any():
+            row = int(np.flatnonzero(inter[col].isna().to_numpy())[0])
+            raise DataError(f"{ipath} line {row + 2}: {col} is empty; every interaction needs a user and an item.")
+    if C.RATING in inter.columns:
+        inter[C.RATING] = _numeric_column(inter, C.RATING, ipath)
+    if C.TIMESTAMP in inter.columns:
+        inter[C.TIMESTAMP] = _numeric_column(inter, C.TIMESTAMP, ipath, allow_dates=True)
+    items = users = None
+    if (folder / "items.csv").exists():
+        items = read_table(folder / "items.csv", "items", required=(C.ITEM,),
+                           expected="a header line item_id,<text fields> (e.g. title,genres) and one item per line")
+    if (folder / "users.csv").exists():
+        users = read_table(folder / "users.csv", "users", required=(C.USER,),
+                           expected="a header line user_id,<fields> and one user per line")
     return RawData(inter, items, users, name)
 
 

@@ -19,6 +19,11 @@ def apply_rating_threshold(df: pd.DataFrame, min_rating: float | None) -> pd.Dat
     if C.RATING not in df.columns:
         raise DataError(f"preprocessing.min_rating={min_rating} needs a {C.RATING!r} column, but the data has none "
                         f"(columns: {list(df.columns)}); set min_rating to null for implicit data.")
+    if not pd.api.types.is_numeric_dtype(df[C.RATING]):
+        bad = pd.to_numeric(df[C.RATING], errors="coerce").isna() & df[C.RATING].notna()
+        first = df[C.RATING][bad].head(3).tolist()
+        raise DataError(f"preprocessing.min_rating={min_rating}: the {C.RATING!r} column is not numeric "
+                        f"({int(bad.sum())} value(s) like {first}); convert it to numbers first.")
     return df[df[C.RATING] >= min_rating]
 
 
@@ -60,6 +65,8 @@ def preprocess(df: pd.DataFrame, *, min_rating: float | None = None, duplicates:
                min_user_interactions: int = 0, min_item_interactions: int = 0) -> pd.DataFrame:
     """Rating threshold, then duplicate removal, then iterative k-core. Returns a new frame, row order kept."""
     n0 = len(df)
+    if n0 == 0:
+        raise DataError("preprocessing: the interactions table is empty; nothing to train on.")
     out = apply_rating_threshold(df, min_rating)
     if len(out) == 0:
         raise DataError(f"preprocessing: min_rating={min_rating} removed all {n0} interactions; lower it.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -132,13 +133,39 @@ def _run_dir(cfg: RunConfig) -> Path:
     return Path(cfg.output.dir) / name
 
 
+def check_transfer(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
+    """Every check of a transfer run that needs no training, run before the base model trains: the vectors file
+    exists, matches the dataset and covers its users; the layer resolves and runs on the training path; the
+    reducer can produce the layer's width; the schedule's freeze globs match parameters. Returns what was found
+    (layer, width, coverage); raises :class:`ConfigError` / :class:`DataError` naming the key at fault."""
+    from llmkt.transfer.setup import plan_transfer
+
+    split = split_dataset(cfg, ds)
+    features = build_features(ds) if cfg.model.name in CTR_MODELS else None
+    with torch.random.fork_rng(devices=[]):  # building a throw-away model must not move the global random stream
+        model, _ = build_run_model(cfg, ds, split, features)
+        batches = make_batches(model, split, cfg)
+        plan = plan_transfer(cfg, model, split, next(iter(batches.epoch(0))), torch.device("cpu"))
+    return {"layer": plan.layer_name, "layer_width": plan.width, "coverage": plan.coverage}
+
+
+def _label(cfg: RunConfig, role: str | None) -> str:
+    if role:
+        return f"{cfg.model.name} {role}"
+    return f"{cfg.model.name} transfer" if cfg.transfer is not None else cfg.model.name
+
+
 def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = None,
           resume_from: str | Path | None = None, extra_callbacks: list[Callback] | None = None,
-          data: Dataset | None = None) -> RunResult:
+          data: Dataset | None = None, role: str | None = None) -> RunResult:
     """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``.
 
-    With a ``transfer`` section, the model is trained with knowledge transfer on its schedule; with
-    ``transfer.compare_base`` (default) the base model is trained first with the same seed and both are reported.
+    With a ``transfer`` section, every check that needs no training runs first (:func:`check_transfer`), then the
+    model is trained with knowledge transfer on its schedule; with ``transfer.compare_base`` (default) the base
+    model is trained first with the same seed and both are reported.
+
+    A run that fails before it wrote a resumable checkpoint (``last.pt``) leaves no run folder behind; one that
+    fails later keeps its folder for ``llmkt train --resume``.
     """
     if isinstance(config, dict):
         cfg = validate_config(apply_overrides(dict(config), overrides or []))
@@ -148,22 +175,36 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     else:
         cfg = load_config(config, overrides)
     base: RunResult | None = None
-    if cfg.transfer is not None and cfg.transfer.compare_base and resume_from is None:
-        raw = cfg.model_dump(mode="json")
-        raw["transfer"] = None
-        raw["output"]["name"] = f"{cfg.output.name}-base" if cfg.output.name else None
+    if cfg.transfer is not None and resume_from is None:
         data = data if data is not None else load_dataset(cfg)  # load once for both runs
-        base = train(validate_config(raw), data=data)
+        check_transfer(cfg, data)
+        if cfg.transfer.compare_base:
+            raw = cfg.model_dump(mode="json")
+            raw["transfer"] = None
+            raw["output"]["name"] = f"{cfg.output.name}-base" if cfg.output.name else None
+            base = train(validate_config(raw), data=data, role="base")
+    run_dir = Path(resume_from).parent if resume_from and Path(resume_from).is_file() else \
+        Path(resume_from) if resume_from else _run_dir(cfg)
+    created = not run_dir.exists()
+    try:
+        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role))
+    except BaseException:
+        # nothing resumable was written: do not leave a half-made folder behind (a folder with last.pt stays)
+        if created and run_dir.exists() and not (run_dir / "last.pt").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    result.base = base
+    (run_dir / "results.json").write_text(json.dumps(result.summary(), indent=2))
+    return result
+
+
+def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, extra_callbacks: list[Callback] | None,
+               data: Dataset | None, label: str) -> RunResult:
     t = cfg.training
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     seed_everything(t.seed, t.deterministic)
     device = resolve_device(t.device)
-    run_dir = Path(resume_from).parent if resume_from and Path(resume_from).is_file() else \
-        Path(resume_from) if resume_from else _run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
-
     t0 = time.perf_counter()
     ds = data if data is not None else load_dataset(cfg)
     split = split_dataset(cfg, ds)
@@ -174,6 +215,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     max_len = getattr(model, "max_len", None)
     batches = make_batches(model, split, cfg)
     protocol = protocol_of(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
 
     def validate(m: torch.nn.Module) -> EvalResult:
         return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device,
@@ -201,7 +244,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
                                  weight_decay=t.weight_decay)
     trainer = Trainer(model, epochs=t.epochs, optimizer=optimizer, grad_clip=t.grad_clip,
                       monitor=monitor, eval_every=t.eval_every, callbacks=callbacks,
-                      run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress)
+                      run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress,
+                      label=label)
     t1 = time.perf_counter()
     trainer.fit(batches, validate, resume_from=resume_from)
     t_train = time.perf_counter() - t1
@@ -215,7 +259,6 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
                "median_epoch_s": epoch_s[len(epoch_s) // 2] if epoch_s else 0.0,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings,
-                       transfer_info, base, model_info)
-    (run_dir / "results.json").write_text(json.dumps(result.summary(), indent=2))
+                       transfer_info, None, model_info)
     test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
     return result

@@ -72,6 +72,8 @@ class GenerationConfig(Strict):
     repeat_penalty: float = Field(1.1, gt=0)
     seed: int = 0
     stop: list[str] = Field(default_factory=list)
+    empty_retries: int = Field(2, ge=0, description="an empty answer is retried with the next seed this many times "
+                                                    "before the user counts as failed (never stored)")
 
 
 class UsersConfig(Strict):

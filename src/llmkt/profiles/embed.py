@@ -8,6 +8,7 @@ for symmetric similarity tasks) and nothing otherwise; set ``"passage: "`` or an
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +74,21 @@ class OpenAIEncoder(Encoder):
         self.encoder_id = encoder_id_of(cfg)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        async def go() -> dict[str, Any]:
+        from llmkt.profiles.backends.openai_api import parse_embeddings
+
+        async def go() -> list[list[float]]:
             try:
                 return await self.client.post("embeddings", {"model": self.model,
-                                                             "input": [self.prefix + t for t in texts]})
+                                                             "input": [self.prefix + t for t in texts]},
+                                              parse_embeddings)
             finally:
                 await self.client.aclose()
 
-        out = asyncio.run(go())
-        data = sorted(out["data"], key=lambda d: d["index"])
-        x = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+        rows = asyncio.run(go())
+        if len(rows) != len(texts) or len({len(r) for r in rows}) != 1:
+            raise DataError(f"embeddings from {self.client.base_url}: {len(rows)} vectors of widths "
+                            f"{sorted({len(r) for r in rows})[:3]} for {len(texts)} texts; check embedding.model.")
+        x = np.asarray(rows, dtype=np.float32)
         if self.normalize:
             x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         return x
@@ -134,7 +140,8 @@ def embed_profiles(config: ProfilesConfig | str | Path | dict | None = None,
         todo = [r for r in recs if r.key not in have]
         dim = next(iter(have.values())).shape[0] if have else 0
         bs = max(1, cfg.embedding.batch_size * 4)
-        with tqdm(total=len(todo), unit="profile", disable=not cfg.progress or not todo) as bar:
+        with tqdm(total=len(todo), unit="profile", disable=not cfg.progress or not todo or not sys.stderr.isatty()
+                  ) as bar:
             for i in range(0, len(todo), bs):
                 chunk = todo[i:i + bs]
                 x = enc.encode([r.text for r in chunk])

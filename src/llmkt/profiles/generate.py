@@ -29,7 +29,8 @@ from llmkt.profiles.config import ProfilesConfig, load_profiles_config
 from llmkt.profiles.history import UserHistory, detect_domain, history_hash, training_histories, user_key
 from llmkt.profiles.prompts import PromptTemplate
 from llmkt.profiles.quality import QualityRules, flags
-from llmkt.profiles.store import ProfileRecord, ProfileStore, profile_key
+from llmkt.errors import ConfigError
+from llmkt.profiles.store import LeaseKeeper, ProfileRecord, ProfileStore, new_owner, profile_key
 from llmkt.profiles.strategies import Budget, ProfileBuilder
 
 
@@ -50,13 +51,27 @@ def _threads(cfg: ProfilesConfig) -> int:
 
 
 def backend_model_id(cfg: ProfilesConfig) -> str:
-    """The backend's model id without loading the model (fetches registry weights if missing)."""
+    """The backend's model id without loading the model and without fetching weights: a registry name's id is
+    recorded in the registry (``Weights.gguf_id``), a file's is read from the file. Only ``generate`` fetches."""
     b = cfg.backend
     if b.kind == "llamacpp":
         from llmkt.profiles.backends.llamacpp import gguf_id
-        from llmkt.profiles.weights import resolve_model
+        from llmkt.profiles.weights import REGISTRY, WeightsError, weights_path
 
-        return f"llamacpp:{gguf_id(resolve_model(b.model))}"
+        if b.model in REGISTRY:
+            w = REGISTRY[b.model]
+            if w.gguf_id:
+                return f"llamacpp:{w.gguf_id}"
+            path = weights_path(b.model)
+            if not path.is_file():
+                raise WeightsError(f"backend.model={b.model!r}: its model id needs the file, which is not fetched; "
+                                   f"run `llmkt weights fetch {b.model}` (this command does not download LLMs).")
+            return f"llamacpp:{gguf_id(path)}"
+        path = Path(b.model).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"backend.model: GGUF file {path} does not exist (nor is {b.model!r} a weights name: "
+                               f"{sorted(REGISTRY)}).")
+        return f"llamacpp:{gguf_id(path)}"
     if b.kind == "openai":
         return f"openai:{b.model}"
     if b.kind == "hf":
@@ -127,6 +142,10 @@ class Job:
                            self.model_id, self.settings_hash)
 
 
+class EmptyAnswer(Exception):
+    """A backend answered with empty or whitespace-only text (retried with the next seed by the generator)."""
+
+
 class Generator:
     """One backend + prompt builder; ``profile(history)`` returns a record ready for the store."""
 
@@ -139,13 +158,30 @@ class Generator:
         self.settings = settings_of(cfg)
 
     async def aprofile(self, h: UserHistory, attempt: int = 0) -> ProfileRecord:
+        """One user's profile. An empty or whitespace-only answer (from any backend) is a failed attempt: it is
+        retried with the next seed up to ``generation.empty_retries`` times, then reported as a
+        :class:`BackendError` for this user; it is never returned, so it never reaches the store."""
+        tries = self.job.cfg.generation.empty_retries + 1
+        for k in range(tries):
+            try:
+                return await self._aprofile(h, attempt + k)
+            except EmptyAnswer:
+                continue
+        raise BackendError(f"the LLM answered with empty text {tries} time(s) (seeds "
+                           f"{self.settings.seed + attempt}..{self.settings.seed + attempt + tries - 1}); nothing "
+                           "stored. Rerun to retry, or check the prompt and backend.model.")
+
+    async def _aprofile(self, h: UserHistory, attempt: int) -> ProfileRecord:
         t0 = time.perf_counter()
         settings = self.settings
         if attempt:
             settings = replace(settings, seed=settings.seed + attempt)
         if self.backend.uses_prompt:
             async def call(messages):
-                return await self.backend.acomplete(messages, settings)
+                g = await self.backend.acomplete(messages, settings)
+                if not isinstance(g.text, str) or not g.text.strip():
+                    raise EmptyAnswer()
+                return g
 
             res = await self.builder.build(h, call)
             text, seen, calls, pt, ct = res.text, res.seen, res.calls, res.prompt_tokens, res.completion_tokens
@@ -153,6 +189,8 @@ class Generator:
             seen, _ = self.builder.select(h)
             g = self.backend.describe(seen)
             text, calls, pt, ct = g.text, 0, 0, 0
+        if not text.strip():
+            raise EmptyAnswer()
         ts, order = h.cutoff
         return ProfileRecord(
             key=self.job.key(h), dataset=self.job.dataset, user_id=user_key(h.user_id),
@@ -175,6 +213,8 @@ class GenerateReport:
     completion_tokens: int = 0
     seconds: float = 0.0
     flagged: int = 0
+    in_flight_elsewhere: int = 0  # users skipped because another process holds their lease
+    stored_elsewhere: int = 0  # users another process stored while this one was running
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -184,28 +224,46 @@ class GenerateReport:
 
 
 class _Progress:
-    def __init__(self, total: int, enabled: bool, report: GenerateReport):
-        # On a terminal the bar refreshes often; in a log file (overnight jobs) once a minute.
-        tty = sys.stderr.isatty()
-        self.bar = tqdm(total=total, unit="profile", disable=not enabled, dynamic_ncols=tty, file=sys.stderr,
-                        mininterval=0.5 if tty else 60.0, ncols=None if tty else 100)
-        self.report = report
-        self.t0 = time.perf_counter()
+    """A bar on a terminal; in a log file (overnight jobs) a plain line once a minute instead of bar frames."""
 
-    def update(self, rec: ProfileRecord | None, error: str | None = None) -> None:
+    def __init__(self, total: int, enabled: bool, report: GenerateReport, log_every: float = 60.0):
+        self.tty = sys.stderr.isatty()
+        self.enabled = enabled
+        self.total = total
+        self.bar = tqdm(total=total, unit="profile", disable=not (enabled and self.tty), dynamic_ncols=True,
+                        file=sys.stderr, mininterval=0.5)
+        self.report = report
+        self.t0 = self.last_line = time.perf_counter()
+        self.done = 0
+        self.log_every = log_every
+
+    def update(self, outcome: str, rec: ProfileRecord | None = None, error: str | None = None) -> None:
+        """``outcome``: ``inserted``, ``failed``, ``busy`` (another process holds the user), ``elsewhere``
+        (another process stored it first)."""
         r = self.report
-        if rec is not None:
+        if outcome == "inserted" and rec is not None:
             r.generated += 1
             r.prompt_tokens += rec.prompt_tokens
             r.completion_tokens += rec.completion_tokens
-        else:
+        elif outcome == "failed":
             r.failed += 1
             if error and len(r.errors) < 20:
                 r.errors.append(error)
+        elif outcome == "busy":
+            r.in_flight_elsewhere += 1
+        elif outcome == "elsewhere":
+            r.stored_elsewhere += 1
         r.seconds = time.perf_counter() - self.t0
+        self.done += 1
         self.bar.set_postfix(tok_s=f"{r.tokens_per_s:.1f}", tokens=r.prompt_tokens + r.completion_tokens,
                              failed=r.failed, refresh=False)
         self.bar.update(1)
+        now = time.perf_counter()
+        if self.enabled and not self.tty and (now - self.last_line >= self.log_every or self.done == self.total):
+            self.last_line = now
+            print(f"profiles: {self.done}/{self.total} done ({r.generated} new, {r.failed} failed, "
+                  f"{r.in_flight_elsewhere + r.stored_elsewhere} left to another process), {r.seconds:.0f} s, "
+                  f"{r.tokens_per_s:.1f} completion tokens/s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -222,6 +280,28 @@ def _die_with_parent() -> None:
             pass
 
 
+async def _one_task(gen: Generator, store: ProfileStore, owner: str, h: UserHistory, attempt: int, replace: bool
+                    ) -> tuple[str, ProfileRecord | None, str | None]:
+    """Claim the user's key (a lease: another process skips it meanwhile), generate, store, release.
+    Returns ``(outcome, record, error)``, outcome as in :meth:`_Progress.update`."""
+    key = gen.job.key(h)
+    state = store.claim(key, owner, redo=replace)
+    if state != "claimed":
+        return ("elsewhere" if state == "done" else "busy"), None, None
+    try:
+        rec = await gen.aprofile(h, attempt)
+        inserted = store.add(rec, replace=replace)
+        return ("inserted" if inserted else "elsewhere"), rec, None
+    except BackendError as e:
+        return "failed", None, f"user {h.user_id!r}: {e}"
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one user's failure (a backend bug, a bad reply) never ends the job
+        return "failed", None, f"user {h.user_id!r}: {type(e).__name__}: {e}"
+    finally:
+        store.release(key, owner)
+
+
 def _worker(job: Job, store_path: str, tasks: Any, results: Any, parent: int) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
@@ -231,7 +311,8 @@ def _worker(job: Job, store_path: str, tasks: Any, results: Any, parent: int) ->
     except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the job
         results.put(("fatal", None, f"{type(e).__name__}: {e}"))
         return
-    with ProfileStore(store_path) as store:
+    owner = new_owner()
+    with ProfileStore(store_path) as store, LeaseKeeper(store_path, owner):
         while True:
             try:
                 task = tasks.get(timeout=1.0)
@@ -243,11 +324,10 @@ def _worker(job: Job, store_path: str, tasks: Any, results: Any, parent: int) ->
                 break
             h, attempt, replace = task
             try:
-                rec = asyncio.run(gen.aprofile(h, attempt))
-                store.add(rec, replace=replace)
-                results.put(("ok", rec, None))
-            except BackendError as e:
-                results.put(("error", None, f"user {h.user_id!r}: {e}"))
+                results.put(asyncio.run(_one_task(gen, store, owner, h, attempt, replace)))
+            except ConfigError as e:
+                results.put(("fatal", None, str(e)))
+                return
     backend.close()
 
 
@@ -273,8 +353,8 @@ def _run_workers(job: Job, store_path: Path, todo: list[tuple[UserHistory, int, 
                     raise BackendError("all profile workers exited early; see the messages above.") from None
                 continue
             if kind == "fatal":
-                raise BackendError(f"a profile worker could not start: {err}")
-            progress.update(rec if kind == "ok" else None, err)
+                raise BackendError(f"a profile worker could not go on: {err}")
+            progress.update(kind, rec, err)
             done += 1
     finally:
         for p in procs:
@@ -285,18 +365,12 @@ def _run_workers(job: Job, store_path: Path, todo: list[tuple[UserHistory, int, 
 
 
 async def _run_async(gen: Generator, store: ProfileStore, todo: list[tuple[UserHistory, int, bool]],
-                     progress: _Progress, concurrency: int) -> None:
+                     progress: _Progress, concurrency: int, owner: str) -> None:
     sem = asyncio.Semaphore(concurrency)
 
     async def one(h: UserHistory, attempt: int, replace: bool) -> None:
         async with sem:
-            try:
-                rec = await gen.aprofile(h, attempt)
-            except BackendError as e:
-                progress.update(None, f"user {h.user_id!r}: {e}")
-                return
-            store.add(rec, replace=replace)
-            progress.update(rec)
+            progress.update(*await _one_task(gen, store, owner, h, attempt, replace))
 
     try:
         await asyncio.gather(*(one(*t) for t in todo))
@@ -345,10 +419,12 @@ def generate_profiles(config: ProfilesConfig | str | Path | dict | None = None, 
                 _run_workers(job, store_path, todo, progress, min(cfg.workers, len(todo)))
             else:
                 backend = make_backend(cfg)
+                owner = new_owner()
                 try:
                     gen = Generator(job, backend)
                     concurrency = cfg.backend.concurrency if cfg.backend.kind == "openai" else 1
-                    asyncio.run(_run_async(gen, store, todo, progress, concurrency))
+                    with LeaseKeeper(store_path, owner):
+                        asyncio.run(_run_async(gen, store, todo, progress, concurrency, owner))
                 finally:
                     backend.close()
         except KeyboardInterrupt:

@@ -4,14 +4,23 @@ Key = hash(dataset, user, history hash, prompt hash, model id, generation settin
 its own transaction the moment it is finished (WAL journal), so a crash, SIGKILL or Ctrl-C loses at most the
 profiles still being written, and ``INSERT OR IGNORE`` on the primary key means a rerun never duplicates one.
 Several worker processes may write at once (busy timeout).
+
+Several *jobs* may share one store (two ``llmkt profiles generate`` on one machine, or several machines on a
+shared file system that supports SQLite locking): before a profile is generated its key is leased for
+``LEASE_SECONDS`` (renewed while the work goes on, by a heartbeat thread), so another process skips users that are in
+flight instead of paying the LLM for them twice. A lease of a process that died simply expires.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,6 +30,8 @@ import numpy as np
 from llmkt.errors import DataError
 
 SCHEMA_VERSION = 1
+#: how long a claimed user stays reserved without a heartbeat (the heartbeat renews it every quarter of that)
+LEASE_SECONDS = 120.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +66,29 @@ CREATE TABLE IF NOT EXISTS embeddings (
     created REAL NOT NULL,
     PRIMARY KEY (profile_key, encoder_id)
 );
+CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 """
+
+
+def new_owner() -> str:
+    """A lease owner id unique to this process and call: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` is a process of this host that no longer runs (its leases need not wait to expire:
+    a rerun right after a crash or SIGKILL resumes at once). Owners on other hosts are never judged dead."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def profile_key(dataset: str, user_id: str, history_hash: str, prompt_hash: str, model_id: str,
@@ -107,13 +140,21 @@ class ProfileStore:
         if not create and not self.path.exists():
             raise DataError(f"profile store {self.path} does not exist; run `llmkt profiles generate` with this "
                             "job first, or fix the job's `store` field.")
+        if self.path.is_dir():
+            raise DataError(f"profile store {self.path} is a folder; the job's `store` field must name a file "
+                            "(e.g. profiles/{dataset}.sqlite).")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(_SCHEMA)
-        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        try:
+            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.executescript(_SCHEMA)
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"profile store {self.path} is not a llmkt profile store (SQLite said: {e}); point the "
+                            "job's `store` field at a .sqlite file written by `llmkt profiles generate`, or at a "
+                            "new path.") from None
         if row is None:
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
@@ -172,6 +213,41 @@ class ProfileStore:
                 "completion_tokens", "seconds"]
         return [dict(zip(cols, r)) for r in self.conn.execute(q)]
 
+    # -- leases: two processes never generate the same profile at once ----------------------------------------
+    def claim(self, key: str, owner: str, ttl: float = LEASE_SECONDS, *, redo: bool = False) -> str:
+        """Reserve ``key`` for ``owner``: ``"claimed"``, ``"done"`` (the profile is stored; with ``redo`` a stored
+        profile does not count) or ``"busy"`` (another owner holds a lease that has not expired)."""
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not redo and self.has(key):
+                self.conn.execute("ROLLBACK")
+                return "done"
+            row = self.conn.execute("SELECT owner, expires FROM leases WHERE key=?", (key,)).fetchone()
+            if row is not None and row[0] != owner and row[1] > now and not owner_is_dead(row[0]):
+                self.conn.execute("ROLLBACK")
+                return "busy"
+            self.conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (key, owner, now + ttl))
+            self.conn.execute("COMMIT")
+            return "claimed"
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def release(self, key: str, owner: str) -> None:
+        self.conn.execute("DELETE FROM leases WHERE key=? AND owner=?", (key, owner))
+
+    def renew(self, owner: str, ttl: float = LEASE_SECONDS) -> int:
+        """Extend every lease of ``owner``; returns how many."""
+        return self.conn.execute("UPDATE leases SET expires=? WHERE owner=?", (time.time() + ttl, owner)).rowcount
+
+    def leased(self, keys: list[str] | None = None) -> dict[str, str]:
+        """Keys with a live lease, and their owners."""
+        rows = self.conn.execute("SELECT key, owner FROM leases WHERE expires > ?", (time.time(),)).fetchall()
+        wanted = set(keys) if keys is not None else None
+        return {k: o for k, o in rows if wanted is None or k in wanted}
+
     # -- embeddings ------------------------------------------------------------------------------------------
     def add_embeddings(self, keys: list[str], encoder_id: str, vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -203,3 +279,36 @@ class ProfileStore:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class LeaseKeeper:
+    """A heartbeat thread that renews every lease of ``owner`` in the store at ``path`` every ``ttl / 4`` seconds
+    (its own SQLite connection), and drops them when stopped. Use as a context manager around the work."""
+
+    def __init__(self, path: str | Path, owner: str, ttl: float = LEASE_SECONDS):
+        self.path, self.owner, self.ttl = Path(path), owner, ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llmkt-lease-keeper", daemon=True)
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        try:
+            while not self._stop.wait(self.ttl / 4):
+                try:
+                    conn.execute("UPDATE leases SET expires=? WHERE owner=?", (time.time() + self.ttl, self.owner))
+                except sqlite3.Error:  # a busy store: try again at the next beat
+                    pass
+        finally:
+            try:
+                conn.execute("DELETE FROM leases WHERE owner=?", (self.owner,))
+            except sqlite3.Error:
+                pass
+            conn.close()
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

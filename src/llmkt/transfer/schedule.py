@@ -81,6 +81,9 @@ class PhaseFreezer(Callback):
         for name, p in self.model.named_parameters():
             p.requires_grad_(name not in frozen)
 
+    def epoch_tag(self, trainer, epoch: int) -> str | None:
+        return f"{phase_at(self.phases, epoch).kind} phase"
+
     def on_fit_end(self, trainer) -> None:
         for p in self.model.parameters():
             p.requires_grad_(True)

@@ -7,6 +7,7 @@ save it; build the ``KnowledgeTransfer`` and ``PhaseFreezer`` callbacks for the 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,12 +18,15 @@ from torch import nn
 
 from llmkt.data import columns as C
 from llmkt.data.splits import Split
-from llmkt.errors import ConfigError
+from llmkt.errors import ConfigError, LLMKTWarning
 from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
 from llmkt.transfer.layers import find_layer
 from llmkt.transfer.reduce import Reducer
 from llmkt.transfer.schedule import Phase, PhaseFreezer, phase_at, resolve_phases
-from llmkt.transfer.vectors import read_vectors
+from llmkt.transfer.vectors import ProfileVectors, read_vectors
+
+#: below this share of users with a vector, a transfer run warns (vectors for another split or dataset?)
+LOW_COVERAGE = 0.5
 
 #: Default target layer per model (used when ``transfer.layer`` is omitted). A callable gets the model.
 DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
@@ -67,6 +71,79 @@ def layer_width(model: nn.Module, layer: nn.Module, batch: dict[str, torch.Tenso
 
 
 @dataclass
+class TransferPlan:
+    """Everything a transfer run needs that can be checked before any training: the vectors aligned to the
+    dataset, the target layer and its width, the reducer's output width and the users it is fitted on."""
+
+    vectors: ProfileVectors
+    raw: np.ndarray  # (n_users + 1, d_in)
+    has_vec: np.ndarray  # (n_users + 1,)
+    coverage: float
+    layer_name: str
+    layer: nn.Module
+    width: int
+    dim: int
+    fit_rows: np.ndarray
+    reducer: Reducer | None  # loaded (transfer.reducer.load) or None: to be fitted
+    phases: list[Phase]
+
+
+def plan_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, torch.Tensor],
+                  device: torch.device) -> TransferPlan:
+    """Check a transfer config against the data and the model without training: vectors exist and match the
+    dataset, the layer resolves and runs on the training path, the reducer can produce the width. Raises
+    :class:`ConfigError` naming the key at fault."""
+    t = cfg.transfer
+    ds = split.dataset
+    vectors = read_vectors(t.vectors, split, cfg.data.data_dir)
+    raw, has_vec = vectors.aligned(ds)  # (n_users + 1, d_in), (n_users + 1,)
+    coverage = float(has_vec[1:].mean())
+    if coverage == 0:
+        raise ConfigError(f"transfer.vectors: none of the {len(vectors.user_ids)} vectors matches a user of "
+                          f"{ds.name} (ids like {vectors.user_ids[:3].tolist()} vs {ds.user_map.external_ids[:3]}).")
+    if coverage < LOW_COVERAGE:
+        warnings.warn(f"transfer.vectors: only {coverage:.1%} of the {ds.n_users} users of {ds.name} have a vector "
+                      f"({vectors.meta.get('source', 'vectors')}); the others get no transfer loss. Check that the "
+                      "vectors were made for this dataset and split.", LLMKTWarning, stacklevel=2)
+    spec = t.layer or default_layer(model)
+    layer_name, layer = find_layer(model, spec)
+    # The dry run must not consume the global random stream: with alpha = 0 a transfer run is then identical to the
+    # base run, so differences come from the transfer alone.
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
+    dim = t.reducer.dim or width
+    if t.alignment == "fixed" and dim != width:
+        raise ConfigError(f"transfer.reducer.dim={dim} but alignment 'fixed' needs the layer width {width} of "
+                          f"{layer_name!r}; drop transfer.reducer.dim or use alignment 'projection'.")
+    # The reducer is fitted on training users with a vector, only.
+    train_users = np.unique(split.train[C.UID].to_numpy())
+    fit_rows = train_users[has_vec[train_users]]
+    reducer = None
+    if t.reducer.load:
+        reducer = Reducer.load(t.reducer.load, trust_pickle=t.reducer.trust_pickle)
+        if reducer.dim != dim and t.alignment == "fixed":
+            raise ConfigError(f"transfer.reducer.load: the saved reducer outputs {reducer.dim} dimensions, the "
+                              f"layer is {dim} wide.")
+    elif t.reducer.method != "none":
+        limit = min(len(fit_rows), vectors.dim)
+        if dim > limit:
+            raise ConfigError(f"transfer.reducer: {t.reducer.method} cannot give {dim} dimensions (the width of "
+                              f"{layer_name!r}) from {len(fit_rows)} training users x {vectors.dim} input dims (at "
+                              f"most {limit}); use transfer.alignment: projection with a smaller transfer.reducer.dim,"
+                              " or vectors with more dimensions.")
+        if t.reducer.method == "umap":
+            try:
+                import umap  # noqa: F401
+            except ImportError:
+                raise ConfigError("transfer.reducer.method='umap' needs umap-learn: pip install 'llmkt[umap]', "
+                                  "or set transfer.reducer.method: pca.") from None
+    phases = resolve_phases(t.schedule, cfg.training.epochs)
+    PhaseFreezer(model, phases)  # checks every freeze glob against the model's parameters
+    return TransferPlan(vectors, raw, has_vec, coverage, layer_name, layer, width, dim, fit_rows, reducer, phases)
+
+
+@dataclass
 class TransferSetup:
     callbacks: list
     kt: KnowledgeTransfer
@@ -80,42 +157,21 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
                    device: torch.device, run_dir: Path | None, seed: int) -> TransferSetup:
     t = cfg.transfer
     ds = split.dataset
-    vectors = read_vectors(t.vectors, split, cfg.data.data_dir)
-    raw, has_vec = vectors.aligned(ds)  # (n_users + 1, d_in), (n_users + 1,)
-    coverage = float(has_vec[1:].mean())
-    if coverage == 0:
-        raise ConfigError(f"transfer.vectors: none of the {len(vectors.user_ids)} vectors matches a user of "
-                          f"{ds.name} (ids like {vectors.user_ids[:3].tolist()} vs {ds.user_map.external_ids[:3]}).")
-    spec = t.layer or default_layer(model)
-    layer_name, layer = find_layer(model, spec)
-    # The dry run and the callback's own parameters must not consume the global random stream: with alpha = 0 a
-    # transfer run is then identical to the base run, so differences come from the transfer alone.
+    plan = plan_transfer(cfg, model, split, first_batch, device)
+    raw, has_vec, fit_rows, width = plan.raw, plan.has_vec, plan.fit_rows, plan.width
+    layer_name, vectors, coverage = plan.layer_name, plan.vectors, plan.coverage
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
-    dim = t.reducer.dim or width
-    if t.alignment == "fixed" and dim != width:
-        raise ConfigError(f"transfer.reducer.dim={dim} but alignment 'fixed' needs the layer width {width}.")
-
-    # Fit the reducer on training users with a vector, only.
-    train_users = np.unique(split.train[C.UID].to_numpy())
-    fit_rows = train_users[has_vec[train_users]]
-    if t.reducer.load:
-        reducer = Reducer.load(t.reducer.load)
-        if reducer.dim != dim and t.alignment == "fixed":
-            raise ConfigError(f"transfer.reducer.load: the saved reducer outputs {reducer.dim} dimensions, the "
-                              f"layer is {dim} wide.")
-    else:
-        reducer = Reducer(t.reducer.method, None if t.reducer.method == "none" else dim, seed,
+    reducer = plan.reducer
+    if reducer is None:
+        reducer = Reducer(t.reducer.method, None if t.reducer.method == "none" else plan.dim, seed,
                           {"n_neighbors": t.reducer.n_neighbors, "min_dist": t.reducer.min_dist,
                            "metric": t.reducer.metric})
         reducer.fit(raw[fit_rows])
     targets = np.zeros((ds.n_users + 1, reducer.dim), dtype=np.float32)
     targets[has_vec] = reducer.transform(raw[has_vec])
     if run_dir is not None:
-        reducer.save(run_dir / "reducer.pkl")
-
-    phases = resolve_phases(t.schedule, cfg.training.epochs)
+        reducer.save(run_dir / "reducer.npz")
+    phases = plan.phases
     mask = has_vec.copy()
     transfer_phases = [p for p in phases if p.kind == "transfer"]
     share = min((p.users for p in transfer_phases), default=1.0)

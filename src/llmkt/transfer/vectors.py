@@ -17,7 +17,7 @@ import pandas as pd
 
 from llmkt.data import columns as C
 from llmkt.data.dataset import Dataset
-from llmkt.errors import DataError
+from llmkt.errors import ConfigError, DataError
 
 
 @dataclass
@@ -35,10 +35,18 @@ class ProfileVectors:
             raise DataError(f"profile vectors: expected a 2-D matrix (users x dims), got shape {self.vectors.shape}.")
         if len(self.user_ids) != len(self.vectors):
             raise DataError(f"profile vectors: {len(self.user_ids)} ids but {len(self.vectors)} vectors.")
-        if pd.Index(self.user_ids).has_duplicates:
-            raise DataError("profile vectors: duplicate user ids; keep one vector per user.")
-        if not np.isfinite(self.vectors).all():
-            raise DataError("profile vectors: NaN or infinite values; regenerate or drop those users.")
+        src = f" ({self.meta['source']})" if self.meta.get("source") else ""
+        dup = pd.Index(self.user_ids).duplicated()
+        if dup.any():
+            ids = pd.unique(self.user_ids[dup])
+            raise DataError(f"profile vectors{src}: {len(ids)} user id(s) have more than one vector, e.g. "
+                            f"{_few(ids)}; keep one vector per user.")
+        bad = ~np.isfinite(self.vectors).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise DataError(f"profile vectors{src}: {len(rows)} user(s) have NaN or infinite values, e.g. user ids "
+                            f"{_few(self.user_ids[rows])} (rows {rows[:5].tolist()}); regenerate or drop those "
+                            "users.")
 
     @property
     def dim(self) -> int:
@@ -96,27 +104,79 @@ class ProfileVectors:
         if not path.exists():
             raise DataError(f"transfer.vectors.path: {path} does not exist.")
         if path.suffix == ".npz":
-            z = np.load(path, allow_pickle=False)
-            return cls(z["user_ids"], z["vectors"], json.loads(str(z["meta"])) if "meta" in z else {})
+            try:
+                z = np.load(path, allow_pickle=False)
+                missing = [k for k in ("user_ids", "vectors") if k not in z.files]
+                if missing:
+                    raise DataError(f"{path}: a vectors .npz needs the arrays 'user_ids' and 'vectors' (as written by "
+                                    f"ProfileVectors.save / llmkt profiles export); it lacks {missing} and holds "
+                                    f"{z.files[:10]}.")
+                meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+                user_ids, mat = z["user_ids"], z["vectors"]
+            except (ValueError, OSError, EOFError, json.JSONDecodeError) as e:
+                if isinstance(e, DataError):
+                    raise
+                raise DataError(f"{path}: not a readable vectors .npz ({type(e).__name__}: {str(e)[:160]}); write it "
+                                "with ProfileVectors.save or `llmkt profiles export` (pickled arrays are refused)."
+                                ) from None
+            try:
+                return cls(user_ids, mat, meta)
+            except DataError as e:
+                raise DataError(f"{path}: {e}") from None
         if path.suffix == ".npy":
             if ids is None:
                 raise DataError("transfer.vectors.ids: a .npy matrix needs the file of user ids in row order "
                                 "(.npy, .txt one per line, or .csv with a user_id column).")
-            return cls(_read_ids(Path(ids)), np.load(path), {"source": str(path)})
+            try:
+                mat = np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise DataError(f"{path}: not a readable .npy matrix ({str(e)[:160]}).") from None
+            return cls(_read_ids(Path(ids)), mat, {"source": str(path)})
         if path.suffix in (".parquet", ".csv"):
-            df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            df = _read_table(path)
             if C.USER not in df.columns:
                 raise DataError(f"{path}: needs a {C.USER!r} column; columns: {list(df.columns)[:10]}.")
             if "vector" in df.columns:
                 mat = np.stack(df["vector"].to_numpy())
             else:
-                mat = df.drop(columns=[C.USER]).to_numpy(dtype=np.float32)
+                values = df.drop(columns=[C.USER])
+                bad = [c for c in values.columns if not pd.api.types.is_numeric_dtype(values[c])]
+                if bad:
+                    col = bad[0]
+                    num = pd.to_numeric(values[col], errors="coerce")
+                    row = int(np.flatnonzero(num.isna() & values[col].notna())[0]) if (num.isna() &
+                                                                                     values[col].notna()).any() else 0
+                    raise DataError(f"{path}: column {col!r} is not numeric (row {row + 2} of the file holds "
+                                    f"{values[col].iloc[row]!r}); every column except {C.USER!r} must be one "
+                                    "dimension of the vector.")
+                mat = values.to_numpy(dtype=np.float32)
             return cls(df[C.USER].to_numpy(), mat, {"source": str(path)})
         raise DataError(f"transfer.vectors.path: unsupported file type {path.suffix!r}; use .npz, .npy (+ ids), "
                         ".parquet or .csv.")
 
 
-def read_vectors(v: Any, split: Any = None, data_dir: str | None = None) -> ProfileVectors:
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise DataError(f"{path}: reading .parquet needs pyarrow, which is not installed: pip install "
+                            "'llmkt[parquet]' (or save the vectors as .npz or .csv).") from None
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable parquet file ({str(e)[:160]}).") from None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected a header 'user_id,<dim 1>,<dim 2>,...' and one row "
+                        "per user.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({str(e)[:160]}).") from None
+
+
+def read_vectors(v: Any, split: Any = None, data_dir: str | None = None,
+                 where: str = "transfer.vectors") -> ProfileVectors:
     """The table a ``VectorsConfig`` names (a file, or a profile store leak-checked against ``split``), with its
     control applied."""
     if v.profiles is not None:
@@ -127,16 +187,40 @@ def read_vectors(v: Any, split: Any = None, data_dir: str | None = None) -> Prof
                                  encoder_id=v.encoder)
     else:
         vectors = ProfileVectors.load(v.path, v.ids)
+    if split is not None:
+        check_dataset(vectors, split.dataset.name, v.allow_other_dataset, where)
     return vectors.control(v.control, v.control_seed)
+
+
+def _few(ids: Any, n: int = 5) -> str:
+    ids = list(ids)
+    return ", ".join(repr(i.item() if hasattr(i, "item") else i) for i in ids[:n]) + (" ..." if len(ids) > n else "")
+
+
+def check_dataset(vectors: ProfileVectors, dataset_name: str, allow_other: bool, where: str) -> None:
+    """Refuse vectors whose metadata names another dataset than the run's (ids would match the wrong users)."""
+    made_for = vectors.meta.get("dataset")
+    if made_for and made_for != dataset_name and not allow_other:
+        raise ConfigError(f"{where}: the vectors were made for dataset {made_for!r} (their metadata says so), this "
+                          f"run uses {dataset_name!r}: user ids would match the wrong users. Use vectors made for "
+                          f"{dataset_name!r}, or set {where}.allow_other_dataset: true if the ids really are shared.")
 
 
 def _read_ids(path: Path) -> np.ndarray:
     if not path.exists():
         raise DataError(f"transfer.vectors.ids: {path} does not exist.")
     if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DataError(f"transfer.vectors.ids: {path} is not a plain .npy array of ids ({str(e)[:160]}); "
+                            "object arrays are refused because loading them unpickles (runs) code. Save the ids "
+                            "as strings or integers, or as a .txt file with one id per line.") from None
     if path.suffix == ".csv":
-        return pd.read_csv(path)[C.USER].to_numpy()
+        df = _read_table(path)
+        if C.USER not in df.columns:
+            raise DataError(f"transfer.vectors.ids: {path} needs a {C.USER!r} column; columns: {list(df.columns)[:10]}.")
+        return df[C.USER].to_numpy()
     return np.array([line.strip() for line in path.read_text().splitlines() if line.strip()])
 
 
