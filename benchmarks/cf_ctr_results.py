@@ -39,8 +39,8 @@ import pandas as pd
 
 import llmkt
 from llmkt.data import columns as C
-from llmkt.experiments.runner import load_dataset, split_dataset
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.experiments.inputs import load_dataset, split_dataset
+from llmkt.data.vectors import ProfileVectors
 
 CF = {
     "neumf": {"model": {"name": "neumf"}, "training": {"epochs": 20, "batch_size": 1024, "lr": 0.001}},
@@ -110,9 +110,9 @@ def profile_job(dataset: str, data_dir: str, backend: dict | None, store: str) -
 
 def text_vectors(job: dict, generate: bool, tmp: Path, name: str) -> Path | None:
     """Vectors of a profile job as a .npz, or None when the store does not cover every user."""
-    from llmkt.profiles.embed import embed_profiles, export_vectors
-    from llmkt.profiles.generate import generate_profiles
-    from llmkt.profiles.report import job_stats
+    from llmkt.experiments.profiles import embed_profiles, export_vectors
+    from llmkt.experiments.profiles import generate_profiles
+    from llmkt.experiments.profiles import job_stats
 
     if generate:
         generate_profiles(job)

@@ -25,9 +25,9 @@ TEXTS = Path("data/profiles/ml-100k")
 
 def main() -> None:
     import llmkt  # noqa: F401 - sets OMP_WAIT_POLICY before torch loads
-    from llmkt.profiles.embed import embed_profiles, export_vectors
-    from llmkt.profiles.generate import generate_profiles
-    from llmkt.profiles.report import job_profiles, job_stats
+    from llmkt.experiments.profiles import embed_profiles, export_vectors
+    from llmkt.experiments.profiles import generate_profiles
+    from llmkt.experiments.profiles import job_profiles, job_stats
     from llmkt.transfer.reduce import Reducer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -32,8 +32,8 @@ import pandas as pd
 import llmkt
 from llmkt.data import columns as C
 from llmkt.data.loaders import ML100K_GENRES
-from llmkt.experiments.runner import load_dataset, split_dataset
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.experiments.inputs import load_dataset, split_dataset
+from llmkt.data.vectors import ProfileVectors
 
 
 def genre_histograms(split, frame) -> tuple[np.ndarray, np.ndarray]:

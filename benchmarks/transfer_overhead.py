@@ -23,8 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import llmkt  # noqa: E402
-from llmkt.experiments.runner import evaluate_model, load_dataset, protocol_of  # noqa: E402
-from llmkt.transfer.vectors import ProfileVectors  # noqa: E402
+from llmkt.experiments.inputs import load_dataset  # noqa: E402
+from llmkt.experiments.runner import evaluate_model, protocol_of  # noqa: E402
+from llmkt.data.vectors import ProfileVectors  # noqa: E402
 
 
 def step_benchmark(res, ds, vec: Path, repeats: int = 15) -> dict[str, list[float]]:
@@ -34,7 +35,7 @@ def step_benchmark(res, ds, vec: Path, repeats: int = 15) -> dict[str, list[floa
     from llmkt.config import validate_config
     from llmkt.experiments.runner import make_batches
     from llmkt.training.trainer import Trainer
-    from llmkt.transfer.setup import build_transfer
+    from llmkt.experiments.transfer import setup_transfer
 
     raw = res.config.model_dump(mode="json")
     raw["transfer"] = {"vectors": {"path": str(vec)}, "reducer": {"method": "pca"}, "compare_base": False,
@@ -42,7 +43,7 @@ def step_benchmark(res, ds, vec: Path, repeats: int = 15) -> dict[str, list[floa
     cfg = validate_config(raw)
     model = res.model.train()
     batch = next(iter(make_batches(model, res.split, cfg).epoch(0)))
-    setup = build_transfer(cfg, model, res.split, batch, torch.device("cpu"), None, 0)
+    setup = setup_transfer(cfg, model, res.split, batch, torch.device("cpu"), None)
     kt = setup.kt
     trainer = Trainer(model, epochs=1, callbacks=[kt], progress=False)
     times: dict[str, list[float]] = {"base": [], "transfer": []}

@@ -36,9 +36,9 @@ import pandas as pd
 
 import llmkt
 from llmkt.data import columns as C
-from llmkt.experiments.runner import load_dataset, split_dataset
+from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.profiles.store import ProfileStore
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.data.vectors import ProfileVectors
 
 from cf_ctr_results import genre_histograms, genre_vocab  # same folder
 

@@ -137,7 +137,7 @@ def case_evaluate_not_a_run(tmp, run):
 def case_reducer_payload(tmp, run):
     data = write_csv_data(tmp / "data")
     users, vecs = user_vectors(data)
-    from llmkt.transfer.vectors import ProfileVectors
+    from llmkt.data.vectors import ProfileVectors
 
     path = ProfileVectors(users, vecs, {}).save(tmp / "v.npz")
     (tmp / "reducer.pkl").write_bytes(pickle.dumps(Payload(tmp / "MARKER")))
@@ -152,7 +152,7 @@ def case_umap_side_file_untrusted(tmp, run):
 
     data = write_csv_data(tmp / "data")
     users, vecs = user_vectors(data)
-    from llmkt.transfer.vectors import ProfileVectors
+    from llmkt.data.vectors import ProfileVectors
 
     path = ProfileVectors(users, vecs, {}).save(tmp / "v.npz")
     (tmp / "reducer.umap.pkl").write_bytes(pickle.dumps(Payload(tmp / "MARKER")))
@@ -236,7 +236,7 @@ def case_pickled_vectors(tmp, run):
 
 def case_vectors_of_another_dataset(tmp, run):
     def make(tmp, data):
-        from llmkt.transfer.vectors import ProfileVectors
+        from llmkt.data.vectors import ProfileVectors
 
         users, vecs = user_vectors(data)
         return ProfileVectors(users, vecs, {"dataset": "ml-100k"}).save(tmp / "v.npz")
@@ -246,7 +246,7 @@ def case_vectors_of_another_dataset(tmp, run):
 
 def case_wrong_layer(tmp, run):
     data = write_csv_data(tmp / "data")
-    from llmkt.transfer.vectors import ProfileVectors
+    from llmkt.data.vectors import ProfileVectors
 
     users, vecs = user_vectors(data)
     path = ProfileVectors(users, vecs, {}).save(tmp / "v.npz")
@@ -257,7 +257,7 @@ def case_wrong_layer(tmp, run):
 
 def case_reducer_too_wide(tmp, run):
     data = write_csv_data(tmp / "data")
-    from llmkt.transfer.vectors import ProfileVectors
+    from llmkt.data.vectors import ProfileVectors
 
     users, vecs = user_vectors(data, dim=8)  # 8 input dims cannot give the 16-wide layer
     path = ProfileVectors(users, vecs, {}).save(tmp / "v.npz")

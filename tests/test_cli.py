@@ -69,7 +69,7 @@ def test_config_schema_covers_every_config_kind():
 
 def test_config_errors_point_to_the_schema_of_their_kind():
     from llmkt.errors import ConfigError
-    from llmkt.profiles.config import load_profiles_config
+    from llmkt.config.profiles import load_profiles_config
 
     with pytest.raises(ConfigError, match=r"`llmkt config-schema profiles`"):
         load_profiles_config({"backend": {"kind": "template", "model": "x"}})
@@ -77,7 +77,7 @@ def test_config_errors_point_to_the_schema_of_their_kind():
 
 def test_no_argument_starts_no_long_job(tmp_path, monkeypatch):
     import llmkt.experiments.runner as runner
-    import llmkt.profiles.generate as generate
+    import llmkt.experiments.profiles as generate
 
     monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("a job started"))
     monkeypatch.setattr(generate, "generate_profiles", lambda *a, **k: pytest.fail("a job started"))

@@ -53,7 +53,7 @@ def test_cli_transfer_runs_both_phases_and_reports_both_models(shared_data, tmp_
     import numpy as np
 
     from llmkt.data import load_raw
-    from llmkt.transfer.vectors import ProfileVectors
+    from llmkt.data.vectors import ProfileVectors
 
     raw = load_raw("ml-100k", shared_data)
     users = np.unique(raw.interactions["user_id"])

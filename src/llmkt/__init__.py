@@ -15,8 +15,23 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from llmkt.config import RunConfig, load_config  # noqa: E402
-from llmkt.experiments.evaluate import evaluate_run  # noqa: E402
-from llmkt.experiments.runner import RunResult, train  # noqa: E402
+# The public API is loaded on first use: `import llmkt.data` (or any submodule) does not pull in torch and the
+# whole runner, and each submodule imports on its own (tests/test_architecture.py).
+_API = {"RunConfig": "llmkt.config", "load_config": "llmkt.config", "evaluate_run": "llmkt.experiments.evaluate",
+        "RunResult": "llmkt.experiments.runner", "train": "llmkt.experiments.runner"}
 
 __all__ = ["RunConfig", "RunResult", "__version__", "evaluate_run", "load_config", "train"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'llmkt' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -6,7 +6,7 @@ import llmkt
 from llmkt.baselines.kar import KAR, HybridExpertAdaptor
 from llmkt.data import Dataset
 from llmkt.models.deepfm import DeepFM
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.data.vectors import ProfileVectors
 from tests.conftest import random_interactions
 
 

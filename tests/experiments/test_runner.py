@@ -11,7 +11,7 @@ import llmkt
 from llmkt.cli import main
 from llmkt.errors import ConfigError, LLMKTError
 from llmkt.training.trainer import Trainer
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.data.vectors import ProfileVectors
 from tests.test_bad_inputs import run_config, user_vectors, write_csv_data
 
 

@@ -12,8 +12,8 @@ import yaml
 
 from llmkt.profiles.backends.base import BackendError, GenerationSettings
 from llmkt.profiles.backends.openai_api import OpenAIBackend
-from llmkt.profiles.generate import generate_profiles
-from llmkt.profiles.report import job_stats
+from llmkt.experiments.profiles import generate_profiles
+from llmkt.experiments.profiles import job_stats
 from llmkt.profiles.store import ProfileStore
 from tests.conftest import random_interactions
 
@@ -73,7 +73,7 @@ def test_garbage_and_empty_replies_never_end_the_job_nor_reach_the_store(tmp_pat
 
 def test_an_empty_answer_from_any_backend_is_retried_with_the_next_seed_then_fails(csv_folder, tmp_path, monkeypatch):
     """The same rule for local backends: an empty text is a failed attempt (next seed), never a stored profile."""
-    import llmkt.profiles.generate as gen
+    import llmkt.experiments.profiles as gen
     from llmkt.profiles.backends.base import Backend, Generation
 
     class Mute(Backend):
@@ -89,7 +89,7 @@ def test_an_empty_answer_from_any_backend_is_retried_with_the_next_seed_then_fai
             return Generation(text, 10, 3, "stop")
 
     backend = Mute()
-    monkeypatch.setattr(gen, "make_backend", lambda cfg: backend)
+    monkeypatch.setattr(gen, "backend_factory", lambda cfg: lambda: backend)
     monkeypatch.setattr(gen, "backend_model_id", lambda cfg: "fake:mute")
     cfg = {"data": {"name": "csv", "path": str(csv_folder)}, "store": str(tmp_path / "s.sqlite"), "progress": False,
            "backend": {"kind": "hf", "model": "x"}, "generation": {"seed": 10, "empty_retries": 2}}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from llmkt.errors import DataError
-from llmkt.profiles.config import ProfilesConfig
-from llmkt.profiles.embed import Encoder, embed_profiles, encoder_id_of, export_vectors
-from llmkt.profiles.generate import generate_profiles
+from llmkt.config.profiles import ProfilesConfig
+from llmkt.experiments.profiles import embed_profiles, encoder_id_of, export_vectors, generate_profiles
+from llmkt.profiles.embed import Encoder
 from llmkt.profiles.history import LeakError
 from llmkt.profiles.store import ProfileStore
 
@@ -47,7 +47,7 @@ def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):
     pv = export_vectors(cfg, encoder_id="test:length", out=tmp_path / "v.npz")
     assert pv.user_ids.tolist() == [1, 2] and pv.vectors.shape == (2, 3)
     assert pv.meta["encoder"] == "test:length" and pv.meta["model"] == "template:v1"
-    from llmkt.transfer.vectors import ProfileVectors
+    from llmkt.data.vectors import ProfileVectors
 
     back = ProfileVectors.load(tmp_path / "v.npz")
     np.testing.assert_array_equal(back.vectors, pv.vectors)
@@ -55,7 +55,7 @@ def test_embed_is_incremental_and_export_aligns_ids(csv_folder, tmp_path):
 
 def test_export_refuses_profiles_that_saw_evaluation_data(csv_folder, tmp_path):
     from llmkt.data.splits import ratio_split
-    from llmkt.profiles.generate import job_histories
+    from llmkt.experiments.profiles import job_histories
 
     cfg = _cfg(csv_folder, tmp_path)
     generate_profiles(cfg)
@@ -67,7 +67,7 @@ def test_export_refuses_profiles_that_saw_evaluation_data(csv_folder, tmp_path):
 
 
 def test_encoder_ids_and_e5_prefix():
-    from llmkt.profiles.config import EmbeddingConfig
+    from llmkt.config.profiles import EmbeddingConfig
 
     assert encoder_id_of(EmbeddingConfig()) == "st:all-minilm-l6-v2:-:norm"
     assert encoder_id_of(EmbeddingConfig(model="intfloat/multilingual-e5-small")) == \
@@ -76,13 +76,12 @@ def test_encoder_ids_and_e5_prefix():
 
 
 def test_openai_embeddings_are_normalised():
-    from llmkt.profiles.config import EmbeddingConfig
     from llmkt.profiles.embed import OpenAIEncoder
 
     from .http_helpers import FakeOpenAI, Server
 
     with Server(FakeOpenAI) as srv:
-        enc = OpenAIEncoder(EmbeddingConfig(kind="openai", model="emb", base_url=srv.url, api_key_env=None))
+        enc = OpenAIEncoder("emb", srv.url, api_key_env=None)
         x = enc.encode(["abc", "de"])
     assert srv.requests[0][1] == {"model": "emb", "input": ["abc", "de"]}
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)

@@ -1,9 +1,9 @@
 import pytest
 
 from llmkt.profiles.backends.base import Backend, Generation
-from llmkt.profiles.config import ProfilesConfig
-from llmkt.profiles.generate import generate_profiles
-from llmkt.profiles.report import job_profiles, job_stats
+from llmkt.config.profiles import ProfilesConfig
+from llmkt.experiments.profiles import generate_profiles
+from llmkt.experiments.profiles import job_profiles, job_stats
 from llmkt.profiles.store import ProfileStore
 
 
@@ -45,10 +45,10 @@ class CountingBackend(Backend):
 
 
 def test_rerun_makes_no_llm_call_and_settings_change_the_key(csv_folder, tmp_path, monkeypatch):
-    import llmkt.profiles.generate as gen
+    import llmkt.experiments.profiles as gen
 
     backend = CountingBackend()
-    monkeypatch.setattr(gen, "make_backend", lambda cfg: backend)
+    monkeypatch.setattr(gen, "backend_factory", lambda cfg: lambda: backend)
     monkeypatch.setattr(gen, "backend_model_id", lambda cfg: "fake:counting")
     cfg = _cfg(csv_folder, tmp_path, backend={"kind": "openai", "model": "x"})
     r = generate_profiles(cfg)
@@ -64,10 +64,10 @@ def test_rerun_makes_no_llm_call_and_settings_change_the_key(csv_folder, tmp_pat
 
 
 def test_retry_flagged_regenerates_only_flagged_with_a_new_seed(csv_folder, tmp_path, monkeypatch):
-    import llmkt.profiles.generate as gen
+    import llmkt.experiments.profiles as gen
 
     backend = CountingBackend(texts={1: "I'm sorry, I cannot help with that."})
-    monkeypatch.setattr(gen, "make_backend", lambda cfg: backend)
+    monkeypatch.setattr(gen, "backend_factory", lambda cfg: lambda: backend)
     monkeypatch.setattr(gen, "backend_model_id", lambda cfg: "fake:counting")
     cfg = _cfg(csv_folder, tmp_path, backend={"kind": "openai", "model": "x"})
     generate_profiles(cfg)
@@ -84,7 +84,7 @@ def test_retry_flagged_regenerates_only_flagged_with_a_new_seed(csv_folder, tmp_
 
 
 def test_backend_failures_are_counted_and_retried_on_rerun(csv_folder, tmp_path, monkeypatch):
-    import llmkt.profiles.generate as gen
+    import llmkt.experiments.profiles as gen
     from llmkt.profiles.backends.base import BackendError
 
     class Flaky(CountingBackend):
@@ -95,7 +95,7 @@ def test_backend_failures_are_counted_and_retried_on_rerun(csv_folder, tmp_path,
             return super().complete(messages, settings)
 
     backend = Flaky()
-    monkeypatch.setattr(gen, "make_backend", lambda cfg: backend)
+    monkeypatch.setattr(gen, "backend_factory", lambda cfg: lambda: backend)
     monkeypatch.setattr(gen, "backend_model_id", lambda cfg: "fake:counting")
     cfg = _cfg(csv_folder, tmp_path, backend={"kind": "openai", "model": "x"})
     r = generate_profiles(cfg)
@@ -106,7 +106,7 @@ def test_backend_failures_are_counted_and_retried_on_rerun(csv_folder, tmp_path,
 
 def test_unknown_keys_in_a_profile_config_are_named():
     from llmkt.errors import ConfigError
-    from llmkt.profiles.config import load_profiles_config
+    from llmkt.config.profiles import load_profiles_config
 
     with pytest.raises(ConfigError, match=r"backend.modle: unknown key; valid keys here: \[.*'model'"):
         load_profiles_config({"backend": {"kind": "llamacpp", "modle": "x"}})
@@ -116,7 +116,7 @@ def test_unknown_keys_in_a_profile_config_are_named():
 
 def test_switching_the_backend_by_one_override():
     """The documented `--set backend.kind=template` on a llama.cpp job: the backend section starts afresh."""
-    from llmkt.profiles.config import load_profiles_config
+    from llmkt.config.profiles import load_profiles_config
 
     cfg = load_profiles_config("configs/profiles_ml100k.yaml", ["backend.kind=template", "backend.top=5"])
     assert cfg.backend.kind == "template" and cfg.backend.top == 5 and cfg.workers == 2

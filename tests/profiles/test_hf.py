@@ -37,10 +37,10 @@ def test_chat_template_applied_and_tokens_counted(hf_backend):
 
 @pytest.mark.realdata
 def test_profiles_job_with_the_hf_backend(hf_backend, smollm2_file, shared_data, tmp_path, monkeypatch):
-    import llmkt.profiles.generate as gen
-    from llmkt.profiles.generate import generate_profiles
+    import llmkt.experiments.profiles as gen
+    from llmkt.experiments.profiles import generate_profiles
 
-    monkeypatch.setattr(gen, "make_backend", lambda cfg: hf_backend)  # reuse the loaded model
+    monkeypatch.setattr(gen, "backend_factory", lambda cfg: lambda: hf_backend)  # reuse the loaded model
     cfg = {"data": {"name": "ml-100k", "data_dir": str(shared_data)}, "store": str(tmp_path / "p.sqlite"),
            "users": {"limit": 2}, "progress": False, "prompt": {"max_items": 5},
            "backend": {"kind": "hf", "model": str(smollm2_file), "device": "cpu"},

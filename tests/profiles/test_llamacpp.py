@@ -34,8 +34,8 @@ def _job(shared_data, tmp_path, **extra):
 
 @pytest.mark.realdata
 def test_three_ml100k_users_profiled_stored_and_skipped_on_rerun(smollm2, shared_data, tmp_path):
-    from llmkt.profiles.generate import generate_profiles, job_histories
-    from llmkt.profiles.report import job_profiles
+    from llmkt.experiments.profiles import generate_profiles, job_histories
+    from llmkt.experiments.profiles import job_profiles
 
     cfg = _job(shared_data, tmp_path)
     t0 = time.perf_counter()
@@ -123,8 +123,8 @@ def test_openai_backend_against_llama_cpp_server_recovers_from_failed_requests(s
                     raise AssertionError("llama_cpp.server did not start: " +
                                          (tmp_path / "server.log").read_text(errors="replace")[-2000:])
                 time.sleep(0.5)
-        from llmkt.profiles.generate import generate_profiles
-        from llmkt.profiles.report import job_profiles
+        from llmkt.experiments.profiles import generate_profiles
+        from llmkt.experiments.profiles import job_profiles
 
         with Server(FaultProxy, upstream=f"http://127.0.0.1:{port}", fail=[503, 502]) as proxy:
             cfg = _job(shared_data, tmp_path, users={"limit": 2},

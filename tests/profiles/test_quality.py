@@ -1,7 +1,7 @@
-from llmkt.profiles.generate import generate_profiles
+from llmkt.experiments.profiles import generate_profiles
 from llmkt.profiles.prompts import PromptTemplate
 from llmkt.profiles.quality import QualityRules, echoed_sentences, flags, repeat_ratio
-from llmkt.profiles.report import job_stats
+from llmkt.experiments.profiles import job_stats
 
 # the `structured` style's format lines for movies, as Qwen2.5-Coder-1.5B copied them for 52 of 943 ml-100k users
 ECHO = ("Preferences: up to four kinds of movies they like most, each with a rough share of their history in "
@@ -42,11 +42,11 @@ def test_other_flags_exact():
 
 
 def test_stats_and_retry_flagged_use_the_echo_check(csv_folder, tmp_path, monkeypatch):
-    import llmkt.profiles.generate as gen
+    import llmkt.experiments.profiles as gen
     from tests.profiles.test_generate import CountingBackend, _cfg
 
     backend = CountingBackend(texts={1: ECHO.replace("movies", "items")})  # csv data has no movie domain
-    monkeypatch.setattr(gen, "make_backend", lambda cfg: backend)
+    monkeypatch.setattr(gen, "backend_factory", lambda cfg: lambda: backend)
     monkeypatch.setattr(gen, "backend_model_id", lambda cfg: "fake:counting")
     cfg = _cfg(csv_folder, tmp_path, backend={"kind": "openai", "model": "x"})
     generate_profiles(cfg)

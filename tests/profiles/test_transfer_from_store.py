@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 import llmkt
-from llmkt.profiles.embed import embed_profiles
-from llmkt.profiles.generate import generate_profiles
+from llmkt.experiments.profiles import embed_profiles
+from llmkt.experiments.profiles import generate_profiles
 from llmkt.profiles.history import LeakError
 from tests.conftest import random_interactions
 

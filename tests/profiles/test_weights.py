@@ -61,9 +61,9 @@ def test_commands_that_do_not_generate_never_fetch_an_llm(tmp_path, monkeypatch,
     """`profiles embed/stats/export` only need the model id: it comes from the registry, not from the weights."""
     import llmkt.profiles.weights as w
     from llmkt.errors import DataError
-    from llmkt.profiles.embed import embed_profiles
-    from llmkt.profiles.generate import backend_model_id
-    from llmkt.profiles.config import load_profiles_config
+    from llmkt.experiments.profiles import embed_profiles
+    from llmkt.experiments.profiles import backend_model_id
+    from llmkt.config.profiles import load_profiles_config
     from llmkt.profiles.store import ProfileStore
 
     monkeypatch.setenv("LLMKT_CACHE", str(tmp_path / "empty-cache"))

@@ -9,7 +9,7 @@ from llmkt.models.bprmf import BPRMF
 from llmkt.models.neumf import NeuMF
 from llmkt.models.simplex import SimpleX
 from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
-from llmkt.transfer.setup import default_layer
+from llmkt.transfer import default_layer
 
 from .test_knowledge_transfer import _cfg, _hooks, small  # noqa: F401 - fixture
 

@@ -11,7 +11,7 @@ from llmkt.errors import ConfigError
 from llmkt.models import BERT4Rec, SASRec
 from llmkt.training.callbacks import Callback
 from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.data.vectors import ProfileVectors
 from tests.conftest import random_interactions
 
 N_ITEMS, L = 20, 6
@@ -271,7 +271,7 @@ def test_multvae_transfer_into_mu(tmp_path, small):
 def test_reducer_is_fitted_on_training_users_only(tmp_path):
     from llmkt.data import global_temporal
     from llmkt.training.batches import SequenceBatches
-    from llmkt.transfer.setup import build_transfer
+    from llmkt.transfer import ReducerSpec, TransferSpec, build_transfer
 
     df = random_interactions(n_users=30, n_items=20, per_user=8)
     late = pd.DataFrame({"user_id": ["late"] * 3, "item_id": ["i1", "i2", "i3"], "rating": 5,
@@ -282,10 +282,11 @@ def test_reducer_is_fitted_on_training_users_only(tmp_path):
     rng = np.random.default_rng(0)
     vec = tmp_path / "v.npz"
     ProfileVectors(ds.user_map.external_ids, rng.normal(size=(ds.n_users, 24)), {}).save(vec)
-    cfg = validate_config(_cfg(tmp_path, vec))
     model = SASRec(ds.n_items, max_len=10, hidden=16, n_heads=2)
     batches = SequenceBatches(split.train, ds.n_users, 10, 8)
-    setup = build_transfer(cfg, model, split, next(iter(batches.epoch(0))), torch.device("cpu"), None, 0)
+    spec = TransferSpec(reducer=ReducerSpec("pca"))  # objects, no config
+    setup = build_transfer(spec, model, split, ProfileVectors.load(vec), next(iter(batches.epoch(0))),
+                           torch.device("cpu"), epochs=4, seed=0)
     n_train_users = split.train["uid"].nunique()
     assert setup.reducer.fitted_on == n_train_users < ds.n_users
     assert setup.info["reducer_fitted_on"] == n_train_users

@@ -5,7 +5,7 @@ import pytest
 from llmkt.data import Dataset
 from llmkt.errors import ConfigError, DataError
 from llmkt.transfer.reduce import Reducer
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.data.vectors import ProfileVectors
 
 
 def test_pca_recovers_the_dominant_axis_and_is_deterministic(tmp_path):

@@ -8,7 +8,8 @@ from llmkt.config import load_config
 from llmkt.errors import DataError
 from llmkt.training.checkpoint import load_checkpoint
 from llmkt.evaluation.ranking import EvalResult
-from llmkt.experiments.runner import build_run_model, evaluate_model, load_dataset, protocol_of, split_dataset
+from llmkt.experiments.inputs import load_dataset, split_dataset
+from llmkt.experiments.runner import build_run_model, evaluate_model, protocol_of
 from llmkt.data.features import build_features
 from llmkt.models.registry import CTR_MODELS
 

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 
 from llmkt.config import RunConfig, apply_overrides, dump_config, load_config, validate_config
-from llmkt.data import Dataset, Split, load_raw, make_split, preprocess
+from llmkt.data import Dataset, Split
+from llmkt.experiments.inputs import load_dataset, split_dataset
+from llmkt.experiments.transfer import check_transfer, setup_transfer
 from llmkt.data.features import build_features
 from llmkt.evaluation.ctr import evaluate_ctr
 from llmkt.evaluation.ranking import EvalResult, RankingProtocol, evaluate_ranking
@@ -66,19 +68,6 @@ class RunResult:
         return out
 
 
-def load_dataset(cfg: RunConfig) -> Dataset:
-    d = cfg.data
-    raw = load_raw(d.name, d.data_dir, path=d.path, download=d.download)
-    inter = preprocess(raw.interactions, min_rating=d.min_rating, duplicates=d.duplicates,
-                       min_user_interactions=d.min_user_interactions, min_item_interactions=d.min_item_interactions)
-    return Dataset.from_frames(inter, raw.items, raw.users, name=raw.name)
-
-
-def split_dataset(cfg: RunConfig, ds: Dataset) -> Split:
-    params = cfg.split.model_dump(exclude={"kind"})
-    return make_split(ds, cfg.split.kind, **params)
-
-
 def protocol_of(cfg: RunConfig) -> RankingProtocol:
     e = cfg.evaluation
     return RankingProtocol(ks=e.ks, metrics=tuple(e.metrics), exclude_seen=e.exclude_seen, kind=e.protocol,
@@ -121,7 +110,7 @@ def evaluate_model(model: Recommender, split: Split, stage: str, protocol: Ranki
 def build_run_model(cfg: RunConfig, ds: Dataset, split: Split, features=None) -> tuple[Recommender, dict]:
     """The model of a run (KAR also loads its knowledge vectors) and what to report about its inputs."""
     if cfg.model.name == "kar":
-        from llmkt.baselines.kar_setup import build_kar
+        from llmkt.experiments.kar import build_kar
 
         return build_kar(cfg.model, ds, split, features, cfg.data.data_dir)
     return build_model(cfg.model, ds.n_items, ds.n_users, features), {}
@@ -131,22 +120,6 @@ def _run_dir(cfg: RunConfig) -> Path:
     name = cfg.output.name or (f"{cfg.data.name}-{cfg.model.name}-"
                                f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S-%f')}")
     return Path(cfg.output.dir) / name
-
-
-def check_transfer(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
-    """Every check of a transfer run that needs no training, run before the base model trains: the vectors file
-    exists, matches the dataset and covers its users; the layer resolves and runs on the training path; the
-    reducer can produce the layer's width; the schedule's freeze globs match parameters. Returns what was found
-    (layer, width, coverage); raises :class:`ConfigError` / :class:`DataError` naming the key at fault."""
-    from llmkt.transfer.setup import plan_transfer
-
-    split = split_dataset(cfg, ds)
-    features = build_features(ds) if cfg.model.name in CTR_MODELS else None
-    with torch.random.fork_rng(devices=[]):  # building a throw-away model must not move the global random stream
-        model, _ = build_run_model(cfg, ds, split, features)
-        batches = make_batches(model, split, cfg)
-        plan = plan_transfer(cfg, model, split, next(iter(batches.epoch(0))), torch.device("cpu"))
-    return {"layer": plan.layer_name, "layer_width": plan.width, "coverage": plan.coverage}
 
 
 def _label(cfg: RunConfig, role: str | None) -> str:
@@ -212,7 +185,7 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     features = build_features(ds) if cfg.model.name in CTR_MODELS else None
     model, model_info = build_run_model(cfg, ds, split, features)
     monitor = "AUC" if model.kind == "ctr" else t.monitor
-    max_len = getattr(model, "max_len", None)
+    max_len = model.max_len
     batches = make_batches(model, split, cfg)
     protocol = protocol_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -226,9 +199,7 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     extra_params: list[torch.nn.Parameter] = []
     transfer_info = None
     if cfg.transfer is not None:
-        from llmkt.transfer.setup import build_transfer
-
-        setup = build_transfer(cfg, model.to(device), split, next(iter(batches.epoch(0))), device, run_dir, t.seed)
+        setup = setup_transfer(cfg, model.to(device), split, next(iter(batches.epoch(0))), device, run_dir)
         callbacks.extend(setup.callbacks)
         extra_params = setup.kt.extra_parameters()
         transfer_info = setup.info

@@ -23,9 +23,25 @@ Batch = dict[str, torch.Tensor]
 
 
 class Recommender(nn.Module, ABC):
-    """Base class of llmkt models. ``kind`` tells the trainer which batches to build."""
+    """Base class of llmkt models. What the framework reads from a model is declared here, never guessed:
+
+    * ``kind``: which batches the trainer builds and the evaluator scores with (``sequential``, ``pairs``,
+      ``user_rows``, ``ctr``);
+    * ``max_len``: sequential models: how many recent items ``score`` reads (None otherwise);
+    * ``hist_len`` / ``n_negatives``: pair models: recent items in a batch's ``hist`` and sampled negatives per
+      positive (0 otherwise);
+    * ``sequence_mask(batch)``: ``(B, L)`` real positions of the model's 3-D layer outputs, for pooling in knowledge
+      transfer (None for models without such outputs).
+    """
 
     kind: ClassVar[str] = "sequential"
+    max_len: int | None = None
+    hist_len: int = 0
+    n_negatives: int = 0
+
+    def sequence_mask(self, batch: Batch) -> torch.Tensor | None:
+        """``(B, L)`` bool mask of real (non-padding) positions of 3-D layer outputs; None when there are none."""
+        return None
 
     @abstractmethod
     def loss(self, batch: Batch) -> torch.Tensor:

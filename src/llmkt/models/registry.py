@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from llmkt.errors import ConfigError
 from llmkt.models.base import Recommender
 from llmkt.models.bert4rec import BERT4Rec
 from llmkt.models.bprmf import BPRMF
@@ -31,14 +32,14 @@ def build_model(cfg, n_items: int, n_users: int | None = None, features=None, **
     """Build the model named ``cfg.name`` for ``n_items`` items (and ``n_users`` users for models with user
     embeddings; ``features``, a ``FeatureTables``, for click-prediction models)."""
     if cfg.name == "kar":
-        raise ValueError("model 'kar' needs knowledge vectors and the split: build it with "
-                         "llmkt.baselines.kar_setup.build_kar (the runner does).")
+        raise ConfigError("model 'kar' needs knowledge vectors and the split: build it with "
+                         "llmkt.experiments.kar.build_kar (the runner does).")
     if cfg.name not in _BUILDERS:
-        raise ValueError(f"model.name: unknown model {cfg.name!r}; available: {available_models()}.")
+        raise ConfigError(f"model.name: unknown model {cfg.name!r}; available: {available_models()}.")
     params = {**cfg.model_dump(exclude={"name"}), **extra}
     if cfg.name in _NEEDS_USERS:
         if n_users is None:
-            raise ValueError(f"model {cfg.name!r} has user embeddings: build_model needs n_users.")
+            raise ConfigError(f"model {cfg.name!r} has user embeddings: build_model needs n_users.")
         params["n_users"] = n_users
     if cfg.name in CTR_MODELS:
         params["features"] = features

@@ -1,9 +1,11 @@
-"""``generate_profiles``: profile every user's training history once, store each profile as soon as it exists.
+"""Profile every user's training history once, store each profile as soon as it exists (objects in, report out).
 
-Local backends (llamacpp, hf) run in ``workers`` processes, each with its own model and ``threads`` threads (two
-1-thread workers beat one 2-thread process on 2 cores, docs/profiles.md); the OpenAI-compatible backend runs
-requests concurrently in one asyncio loop. Workers write to the store themselves, so a crash of the parent loses
-nothing that was finished, and they exit when the parent dies.
+:func:`generate` takes a :class:`ProfileJob` (what identifies the job's profiles: prompt, budget, generation
+settings, model id), the users' training histories, a store path and a backend factory. Local backends run in
+``workers`` processes, each with its own model (two 1-thread workers beat one 2-thread process on 2 cores,
+docs/profiles.md); an HTTP backend runs ``concurrency`` requests in one asyncio loop. Workers write to the store
+themselves, so a crash of the parent loses nothing that was finished, and they exit when the parent dies.
+``llmkt.experiments.profiles`` builds all of this from a profile-job config.
 """
 
 from __future__ import annotations
@@ -24,117 +26,64 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from llmkt.data.splits import Split
+from llmkt.errors import ConfigError
 from llmkt.profiles.backends.base import Backend, BackendError, GenerationSettings
-from llmkt.profiles.config import ProfilesConfig, load_profiles_config
-from llmkt.profiles.history import UserHistory, detect_domain, history_hash, training_histories, user_key
+from llmkt.profiles.history import UserHistory, detect_domain, history_hash, user_key
 from llmkt.profiles.prompts import PromptTemplate
 from llmkt.profiles.quality import QualityRules, flags
-from llmkt.errors import ConfigError
 from llmkt.profiles.store import LeaseKeeper, ProfileRecord, ProfileStore, new_owner, profile_key
 from llmkt.profiles.strategies import Budget, ProfileBuilder
 
 
-# -- what identifies a job ------------------------------------------------------------------------------------------
-def settings_of(cfg: ProfilesConfig) -> GenerationSettings:
-    g = cfg.generation
-    return GenerationSettings(g.max_tokens, g.temperature, g.top_p, g.repeat_penalty, g.seed, tuple(g.stop))
+@dataclass(frozen=True)
+class PromptSpec:
+    """Which prompt: a built-in style or a .j2 file, the system message, the item line, the domain."""
+
+    template: str = "structured"
+    system: str | None = None
+    item_line: str | None = None
+    domain: str = "auto"  # auto: detected from the dataset's items
+
+    def load(self, domain: str) -> PromptTemplate:
+        return PromptTemplate.load(self.template, domain, self.system, self.item_line)
 
 
-def budget_of(cfg: ProfilesConfig) -> Budget:
-    p = cfg.prompt
-    return Budget(p.select, p.max_items, p.long_history, p.chunk_items, p.max_prompt_tokens)
+@dataclass(frozen=True)
+class ProfileJob:
+    """Everything that identifies a job's profiles and turns a history into a stored record (picklable, so worker
+    processes get it as is). Build it with :meth:`of`."""
 
-
-def _threads(cfg: ProfilesConfig) -> int:
-    t = getattr(cfg.backend, "threads", None)
-    return t or max(1, (os.cpu_count() or 1) // cfg.workers)
-
-
-def backend_model_id(cfg: ProfilesConfig) -> str:
-    """The backend's model id without loading the model and without fetching weights: a registry name's id is
-    recorded in the registry (``Weights.gguf_id``), a file's is read from the file. Only ``generate`` fetches."""
-    b = cfg.backend
-    if b.kind == "llamacpp":
-        from llmkt.profiles.backends.llamacpp import gguf_id
-        from llmkt.profiles.weights import REGISTRY, WeightsError, weights_path
-
-        if b.model in REGISTRY:
-            w = REGISTRY[b.model]
-            if w.gguf_id:
-                return f"llamacpp:{w.gguf_id}"
-            path = weights_path(b.model)
-            if not path.is_file():
-                raise WeightsError(f"backend.model={b.model!r}: its model id needs the file, which is not fetched; "
-                                   f"run `llmkt weights fetch {b.model}` (this command does not download LLMs).")
-            return f"llamacpp:{gguf_id(path)}"
-        path = Path(b.model).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"backend.model: GGUF file {path} does not exist (nor is {b.model!r} a weights name: "
-                               f"{sorted(REGISTRY)}).")
-        return f"llamacpp:{gguf_id(path)}"
-    if b.kind == "openai":
-        return f"openai:{b.model}"
-    if b.kind == "hf":
-        from llmkt.profiles.backends.hf import hf_model_id
-
-        return hf_model_id(b.model)
-    return "template:v1"
-
-
-def make_backend(cfg: ProfilesConfig) -> Backend:
-    b = cfg.backend
-    if b.kind == "llamacpp":
-        from llmkt.profiles.backends.llamacpp import LlamaCppBackend
-        from llmkt.profiles.weights import resolve_model
-
-        return LlamaCppBackend(resolve_model(b.model), n_ctx=b.n_ctx, threads=_threads(cfg), gpu_layers=b.gpu_layers,
-                               chat_format=b.chat_format)
-    if b.kind == "openai":
-        from llmkt.profiles.backends.openai_api import OpenAIBackend
-
-        return OpenAIBackend(b.model, b.base_url, api_key_env=b.api_key_env, timeout=b.timeout,
-                             max_retries=b.max_retries, backoff=b.backoff, max_backoff=b.max_backoff,
-                             concurrency=b.concurrency)
-    if b.kind == "hf":
-        from llmkt.profiles.backends.hf import HFBackend
-
-        return HFBackend(b.model, device=b.device, dtype=b.dtype, threads=b.threads)
-    from llmkt.profiles.backends.template import TemplateBackend
-
-    return TemplateBackend(top=b.top)
-
-
-@dataclass
-class Job:
-    """Everything a worker needs to turn a history into a stored record (picklable)."""
-
-    cfg: ProfilesConfig
     dataset: str
-    split: str
+    split: str  # JSON description of the split the histories come from
     domain: str
     model_id: str
+    prompt: PromptSpec
+    budget: Budget
+    settings: GenerationSettings
     prompt_hash: str
     settings_hash: str
+    quality: QualityRules = field(default_factory=QualityRules)
+    uses_prompt: bool = True  # False for backends that describe a history themselves (template)
+    empty_retries: int = 2
 
     @classmethod
-    def of(cls, cfg: ProfilesConfig, split: Split) -> "Job":
-        domain = cfg.prompt.domain if cfg.prompt.domain != "auto" else detect_domain(split.dataset.items)
-        template = PromptTemplate.load(cfg.prompt.template, domain, cfg.prompt.system, cfg.prompt.item_line)
-        prompt_hash = template.hash({"budget": budget_of(cfg).as_dict(), "domain": domain})
-        settings = settings_of(cfg).as_dict()
-        if cfg.backend.kind == "template":
-            settings = {"top": cfg.backend.top}
-        settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    def of(cls, split: Split, model_id: str, prompt: PromptSpec, budget: Budget, settings: GenerationSettings, *,
+           quality: QualityRules | None = None, uses_prompt: bool = True, hashed_settings: dict | None = None,
+           empty_retries: int = 2) -> "ProfileJob":
+        """The job of ``split``'s training histories; ``hashed_settings`` (default: ``settings``) is what the
+        settings part of the store key covers."""
+        domain = prompt.domain if prompt.domain != "auto" else detect_domain(split.dataset.items)
+        prompt_hash = prompt.load(domain).hash({"budget": budget.as_dict(), "domain": domain})
+        hashed = hashed_settings if hashed_settings is not None else settings.as_dict()
+        settings_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
         split_desc = json.dumps({"kind": split.kind, **split.params}, sort_keys=True, default=str)
-        return cls(cfg, split.dataset.name, split_desc, domain, backend_model_id(cfg), prompt_hash, settings_hash)
+        return cls(split.dataset.name, split_desc, domain, model_id, prompt, budget, settings, prompt_hash,
+                   settings_hash, quality or QualityRules(), uses_prompt, empty_retries)
 
     def flagger(self) -> Callable[[str], list[str]]:
         """The quality check of this job's outputs (``quality`` rules; ``echo`` against this job's prompt)."""
-        rules = QualityRules(**self.cfg.quality.model_dump())
-        instructions = ""
-        if self.cfg.backend.kind != "template":
-            p = self.cfg.prompt
-            instructions = PromptTemplate.load(p.template, self.domain, p.system, p.item_line).instructions(self.domain)
+        instructions = self.prompt.load(self.domain).instructions(self.domain) if self.uses_prompt else ""
+        rules = self.quality
         return lambda text: flags(text, rules, instructions)
 
     def key(self, h: UserHistory) -> str:
@@ -149,19 +98,18 @@ class EmptyAnswer(Exception):
 class Generator:
     """One backend + prompt builder; ``profile(history)`` returns a record ready for the store."""
 
-    def __init__(self, job: Job, backend: Backend):
+    def __init__(self, job: ProfileJob, backend: Backend):
         self.job = job
         self.backend = backend
-        cfg = job.cfg
-        self.template = PromptTemplate.load(cfg.prompt.template, job.domain, cfg.prompt.system, cfg.prompt.item_line)
-        self.builder = ProfileBuilder(self.template, budget_of(cfg), job.domain, backend.count_tokens)
-        self.settings = settings_of(cfg)
+        self.template = job.prompt.load(job.domain)
+        self.builder = ProfileBuilder(self.template, job.budget, job.domain, backend.count_tokens)
+        self.settings = job.settings
 
     async def aprofile(self, h: UserHistory, attempt: int = 0) -> ProfileRecord:
         """One user's profile. An empty or whitespace-only answer (from any backend) is a failed attempt: it is
-        retried with the next seed up to ``generation.empty_retries`` times, then reported as a
-        :class:`BackendError` for this user; it is never returned, so it never reaches the store."""
-        tries = self.job.cfg.generation.empty_retries + 1
+        retried with the next seed up to ``job.empty_retries`` times, then reported as a :class:`BackendError` for
+        this user; it is never returned, so it never reaches the store."""
+        tries = self.job.empty_retries + 1
         for k in range(tries):
             try:
                 return await self._aprofile(h, attempt + k)
@@ -302,11 +250,12 @@ async def _one_task(gen: Generator, store: ProfileStore, owner: str, h: UserHist
         store.release(key, owner)
 
 
-def _worker(job: Job, store_path: str, tasks: Any, results: Any, parent: int) -> None:
+def _worker(job: ProfileJob, make_backend: Callable[[], Backend], store_path: str, tasks: Any, results: Any,
+            parent: int) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     try:
-        backend = make_backend(job.cfg)
+        backend = make_backend()
         gen = Generator(job, backend)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which stops the job
         results.put(("fatal", None, f"{type(e).__name__}: {e}"))
@@ -331,16 +280,16 @@ def _worker(job: Job, store_path: str, tasks: Any, results: Any, parent: int) ->
     backend.close()
 
 
-def _run_workers(job: Job, store_path: Path, todo: list[tuple[UserHistory, int, bool]], progress: _Progress,
-                 n_workers: int) -> None:
+def _run_workers(job: ProfileJob, make_backend: Callable[[], Backend], store_path: Path,
+                 todo: list[tuple[UserHistory, int, bool]], progress: _Progress, n_workers: int) -> None:
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     for t in todo:
         tasks.put(t)
     for _ in range(n_workers):
         tasks.put(None)
-    procs = [ctx.Process(target=_worker, args=(job, str(store_path), tasks, results, os.getpid()), daemon=True)
-             for _ in range(n_workers)]
+    procs = [ctx.Process(target=_worker, args=(job, make_backend, str(store_path), tasks, results, os.getpid()),
+                         daemon=True) for _ in range(n_workers)]
     for p in procs:
         p.start()
     try:
@@ -381,30 +330,22 @@ async def _run_async(gen: Generator, store: ProfileStore, todo: list[tuple[UserH
 
 
 # -- public API -----------------------------------------------------------------------------------------------------
-def job_histories(cfg: ProfilesConfig) -> tuple[Split, list[UserHistory]]:
-    from llmkt.experiments.runner import load_dataset, split_dataset
+def generate(job: ProfileJob, histories: list[UserHistory], store_path: str | Path,
+             make_backend: Callable[[], Backend], *, workers: int = 1, concurrency: int = 1, progress: bool = True,
+             retry_flagged: bool = False) -> GenerateReport:
+    """Generate the missing profiles of ``histories`` (or, with ``retry_flagged``, regenerate the flagged ones with
+    the next seed) into the store at ``store_path`` and return a report.
 
-    ds = load_dataset(cfg)
-    split = split_dataset(cfg, ds)
-    hs = training_histories(split, cfg.users.ids)
-    if cfg.users.limit is not None:
-        hs = hs[: cfg.users.limit]
-    return split, hs
-
-
-def generate_profiles(config: ProfilesConfig | str | Path | dict | None = None, overrides: list[str] | None = None,
-                      *, retry_flagged: bool = False) -> GenerateReport:
-    """Generate the missing profiles of a job (or regenerate the flagged ones) and return a report."""
-    cfg = load_profiles_config(config, overrides)
-    split, histories = job_histories(cfg)
-    job = Job.of(cfg, split)
-    store_path = cfg.store_path()
+    ``make_backend()`` builds one backend; with ``workers > 1`` each worker process calls it (it must be picklable,
+    e.g. a ``functools.partial`` of a backend class). ``concurrency`` requests are in flight in the single-process
+    path (HTTP backends)."""
+    store_path = Path(store_path)
     with ProfileStore(store_path) as store:
         keys = [job.key(h) for h in histories]
         have = store.existing(keys)
         todo: list[tuple[UserHistory, int, bool]]
+        check = job.flagger()
         if retry_flagged:
-            check = job.flagger()
             recs = {r.key: r for r in store.records(keys=[k for k in keys if k in have])}
             todo = [(h, recs[k].attempt + 1, True) for h, k in zip(histories, keys)
                     if k in recs and check(recs[k].text)]
@@ -413,24 +354,23 @@ def generate_profiles(config: ProfilesConfig | str | Path | dict | None = None, 
         report = GenerateReport(store_path, len(histories), len(have))
         if not todo:
             return report
-        progress = _Progress(len(todo), cfg.progress, report)
+        bar = _Progress(len(todo), progress, report)
         try:
-            if cfg.backend.kind in ("llamacpp", "hf") and cfg.workers > 1:
-                _run_workers(job, store_path, todo, progress, min(cfg.workers, len(todo)))
+            if workers > 1:
+                _run_workers(job, make_backend, store_path, todo, bar, min(workers, len(todo)))
             else:
-                backend = make_backend(cfg)
+                backend = make_backend()
                 owner = new_owner()
                 try:
                     gen = Generator(job, backend)
-                    concurrency = cfg.backend.concurrency if cfg.backend.kind == "openai" else 1
                     with LeaseKeeper(store_path, owner):
-                        asyncio.run(_run_async(gen, store, todo, progress, concurrency, owner))
+                        asyncio.run(_run_async(gen, store, todo, bar, concurrency, owner))
                 finally:
                     backend.close()
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
-            progress.close()
+            bar.close()
         if retry_flagged:
             report.flagged = sum(1 for r in store.records(keys=keys) if check(r.text))
     return report

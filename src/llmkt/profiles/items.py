@@ -16,7 +16,7 @@ from llmkt.data import columns as C
 from llmkt.data.dataset import Dataset
 from llmkt.errors import DataError
 from llmkt.profiles.weights import cache_dir
-from llmkt.transfer.vectors import ProfileVectors
+from llmkt.data.vectors import ProfileVectors
 
 
 def item_texts(ds: Dataset) -> tuple[np.ndarray, list[str]]:
@@ -43,10 +43,9 @@ def item_text_vectors(ds: Dataset, encoder: str = "all-minilm-l6-v2", batch_size
     path = cache_dir().parent / "item_text" / f"{ds.name}-{Path(encoder).name}-{digest}.npz"
     if path.exists():
         return ProfileVectors.load(path)
-    from llmkt.profiles.config import EmbeddingConfig
     from llmkt.profiles.embed import SentenceTransformerEncoder
 
-    enc = SentenceTransformerEncoder(EmbeddingConfig(model=encoder, batch_size=batch_size, normalize=True))
+    enc = SentenceTransformerEncoder(encoder, batch_size=batch_size, normalize=True)
     pv = ProfileVectors(ids, enc.encode(texts), {"source": "item metadata text (title, year, genres)",
                                                 "encoder": enc.encoder_id, "dataset": ds.name})
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,48 +1,25 @@
-"""Summaries of a profile job for ``llmkt profiles stats`` and ``show``."""
+"""Summaries of a job's stored profiles for ``llmkt profiles stats`` (objects in: records, a quality check)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from llmkt.profiles.config import ProfilesConfig, load_profiles_config
-from llmkt.profiles.generate import Job
-from llmkt.profiles.store import ProfileRecord, ProfileStore
+from llmkt.profiles.store import ProfileRecord
 
 
-def job_profiles(config: ProfilesConfig | str | Path | dict | None, overrides: list[str] | None = None
-                 ) -> list[ProfileRecord]:
-    """This job's stored profiles (current training histories only), in internal user order."""
-    from llmkt.profiles.embed import job_records
-
-    cfg = load_profiles_config(config, overrides)
-    with ProfileStore(cfg.store_path(), create=False) as store:
-        _, recs = job_records(cfg, store)
-    return recs
-
-
-def job_stats(config: ProfilesConfig | str | Path | dict | None, overrides: list[str] | None = None
-              ) -> dict[str, Any]:
-    from llmkt.profiles.embed import job_records
-
-    cfg = load_profiles_config(config, overrides)
-    with ProfileStore(cfg.store_path(), create=False) as store:
-        split, recs = job_records(cfg, store)
-        users = int(split.train["uid"].nunique()) if cfg.users.ids is None else len(cfg.users.ids)
-        if cfg.users.limit is not None:
-            users = min(users, cfg.users.limit)
-        encoders = store.encoders()
-    check = Job.of(cfg, split).flagger()
+def profile_stats(recs: list[ProfileRecord], check: Callable[[str], list[str]], users: int, store: str,
+                  encoders: list[tuple[str, int, int]]) -> dict[str, Any]:
+    """Counts, tokens, time, words and quality flags of ``recs`` (the profiles of ``users`` users)."""
     per = [(r, check(r.text)) for r in recs]
     counts = Counter(f for _, fl in per for f in fl)
     words = np.array([len(r.text.split()) for r in recs]) if recs else np.zeros(0)
     secs = np.array([r.seconds for r in recs]) if recs else np.zeros(0)
     return {
-        "store": str(cfg.store_path()),
+        "store": store,
         "model": recs[0].model_id if recs else None,
         "users": users,
         "profiles": len(recs),

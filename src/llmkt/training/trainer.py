@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Protocol
 import torch
 from tqdm.auto import tqdm
 
-from llmkt.errors import DataError
+from llmkt.errors import ConfigError, DataError
 from llmkt.evaluation.ranking import EvalResult
 from llmkt.training.callbacks import Callback
 from llmkt.training.checkpoint import load_checkpoint, save_checkpoint
@@ -35,7 +35,8 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device='cuda' but no CUDA device is available; use 'auto' or 'cpu'.")
+        raise ConfigError("training.device='cuda' but no CUDA device is available here; use 'auto' (GPU when there "
+                          "is one) or 'cpu'.")
     return torch.device(name)
 
 

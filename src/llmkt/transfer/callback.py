@@ -140,9 +140,10 @@ class KnowledgeTransfer(Callback):
             return h
         if h.dim() != 3:
             raise RuntimeError(f"transfer: layer {self.layer_name!r} gave a {h.dim()}-D output; expected 2-D or 3-D.")
-        if self.sequence_mask is None:
-            raise RuntimeError("transfer: a 3-D layer output needs sequence_mask(batch) for pooling.")
-        m = self.sequence_mask(batch)
+        m = self.sequence_mask(batch) if self.sequence_mask is not None else None
+        if m is None:
+            raise RuntimeError("transfer: a 3-D layer output needs the model's sequence_mask(batch) for pooling; "
+                               f"{type(self.model).__name__} returns none (Recommender.sequence_mask).")
         if m.shape != h.shape[:2]:
             raise RuntimeError(f"transfer: mask shape {tuple(m.shape)} does not match the layer output "
                                f"{tuple(h.shape)}; the layer's positions differ from the batch's sequence.")

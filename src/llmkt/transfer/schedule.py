@@ -26,8 +26,19 @@ class Phase:
     users: float = 1.0
 
 
-def resolve_phases(steps: list, total_epochs: int) -> list[Phase]:
-    """Turn config steps into consecutive epoch ranges that cover exactly ``total_epochs``.
+@dataclass(frozen=True)
+class Step:
+    """One step of a schedule as given: ``kind`` (transfer / finetune) lasting ``epochs`` or a ``fraction``."""
+
+    kind: str
+    epochs: int | None = None
+    fraction: float | None = None
+    freeze: tuple[str, ...] = ()
+    users: float = 1.0
+
+
+def resolve_phases(steps: list[Step], total_epochs: int) -> list[Phase]:
+    """Turn steps into consecutive epoch ranges that cover exactly ``total_epochs``.
 
     A ``fraction`` step lasts ``floor(fraction * total + 0.5)`` epochs; the last step, if given as a fraction,
     takes whatever remains (so 0.5 / 0.5 of 5 epochs is 3 + 2).
@@ -42,7 +53,7 @@ def resolve_phases(steps: list, total_epochs: int) -> list[Phase]:
             n = math.floor(st.fraction * total_epochs + 0.5)
         if n < 0:
             raise ConfigError(f"transfer.schedule[{i}]: negative length.")
-        phases.append(Phase(st.step, start, start + n - 1, tuple(st.freeze), getattr(st, "users", 1.0)))
+        phases.append(Phase(st.kind, start, start + n - 1, tuple(st.freeze), st.users))
         start += n
     if start - 1 != total_epochs:
         raise ConfigError(f"transfer.schedule: the steps last {start - 1} epochs but training.epochs is "

@@ -1,14 +1,16 @@
-"""From a ``transfer:`` config section to the callbacks that run knowledge transfer.
+"""Knowledge transfer for a model, from objects: a :class:`TransferSpec`, the model, the split, the vectors.
 
-Steps: load the profile vectors; find the target layer (or take the model's default); read the layer's width
-from one dry forward pass on a training batch; fit the reducer on training users' vectors only (seeded) and
-save it; build the ``KnowledgeTransfer`` and ``PhaseFreezer`` callbacks for the schedule.
+Steps: align the vectors to the dataset; find the target layer (or take the model's default); read the layer's
+width from one dry forward pass on a training batch; fit the reducer on training users' vectors only (seeded) and
+save it; build the ``KnowledgeTransfer`` and ``PhaseFreezer`` callbacks for the schedule. :func:`plan_transfer` does
+every check of that without fitting or training, so a run can fail before its base model trains.
+(``llmkt.experiments.transfer`` turns a ``transfer:`` config section into these objects.)
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,12 +20,13 @@ from torch import nn
 
 from llmkt.data import columns as C
 from llmkt.data.splits import Split
+from llmkt.data.vectors import ProfileVectors
 from llmkt.errors import ConfigError, LLMKTWarning
+from llmkt.models.base import Recommender
 from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
 from llmkt.transfer.layers import find_layer
 from llmkt.transfer.reduce import Reducer
-from llmkt.transfer.schedule import Phase, PhaseFreezer, phase_at, resolve_phases
-from llmkt.transfer.vectors import ProfileVectors, read_vectors
+from llmkt.transfer.schedule import Phase, PhaseFreezer, Step, phase_at, resolve_phases
 
 #: below this share of users with a vector, a transfer run warns (vectors for another split or dataset?)
 LOW_COVERAGE = 0.5
@@ -49,7 +52,7 @@ def default_layer(model: nn.Module) -> str:
     return entry(model) if callable(entry) else entry
 
 
-def layer_width(model: nn.Module, layer: nn.Module, batch: dict[str, torch.Tensor], point: str) -> int:
+def layer_width(model: Recommender, layer: nn.Module, batch: dict[str, torch.Tensor], point: str) -> int:
     """Width of the layer's output (or input) on the training path, from one forward pass without gradients."""
     seen: dict[str, int] = {}
 
@@ -70,6 +73,33 @@ def layer_width(model: nn.Module, layer: nn.Module, batch: dict[str, torch.Tenso
     return seen["width"]
 
 
+@dataclass(frozen=True)
+class ReducerSpec:
+    method: str = "umap"  # umap | pca | none
+    dim: int | None = None  # default: the layer's width
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    metric: str = "cosine"
+    load: str | None = None  # a saved reducer.npz to reuse instead of fitting
+    trust_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """What to transfer where, how and when (the object form of a ``transfer:`` config section)."""
+
+    layer: str | None = None  # exact name, suffix or re:<regex>; None: the model's default
+    point: str = "output"
+    pooling: str = "mean"
+    gamma: float = 0.9
+    alignment: str = "fixed"
+    loss: str = "rmse"
+    alpha: float = 0.5
+    dynamic_beta: bool = False
+    reducer: ReducerSpec = field(default_factory=ReducerSpec)
+    steps: tuple[Step, ...] = (Step("transfer", fraction=0.5), Step("finetune", fraction=0.5))
+
+
 @dataclass
 class TransferPlan:
     """Everything a transfer run needs that can be checked before any training: the vectors aligned to the
@@ -88,14 +118,13 @@ class TransferPlan:
     phases: list[Phase]
 
 
-def plan_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, torch.Tensor],
-                  device: torch.device) -> TransferPlan:
-    """Check a transfer config against the data and the model without training: vectors exist and match the
-    dataset, the layer resolves and runs on the training path, the reducer can produce the width. Raises
-    :class:`ConfigError` naming the key at fault."""
-    t = cfg.transfer
+def plan_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors: ProfileVectors,
+                  first_batch: dict[str, torch.Tensor], device: torch.device, epochs: int) -> TransferPlan:
+    """Check a transfer against the data and the model without training: the vectors cover users of the dataset,
+    the layer resolves and runs on the training path, the reducer can produce the width, the schedule fits
+    ``epochs`` and its freeze globs match. Raises :class:`ConfigError` naming the key at fault."""
+    t = spec
     ds = split.dataset
-    vectors = read_vectors(t.vectors, split, cfg.data.data_dir)
     raw, has_vec = vectors.aligned(ds)  # (n_users + 1, d_in), (n_users + 1,)
     coverage = float(has_vec[1:].mean())
     if coverage == 0:
@@ -138,7 +167,7 @@ def plan_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, to
             except ImportError:
                 raise ConfigError("transfer.reducer.method='umap' needs umap-learn: pip install 'llmkt[umap]', "
                                   "or set transfer.reducer.method: pca.") from None
-    phases = resolve_phases(t.schedule, cfg.training.epochs)
+    phases = resolve_phases(list(t.steps), epochs)
     PhaseFreezer(model, phases)  # checks every freeze glob against the model's parameters
     return TransferPlan(vectors, raw, has_vec, coverage, layer_name, layer, width, dim, fit_rows, reducer, phases)
 
@@ -153,11 +182,13 @@ class TransferSetup:
     info: dict[str, Any]
 
 
-def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, torch.Tensor],
-                   device: torch.device, run_dir: Path | None, seed: int) -> TransferSetup:
-    t = cfg.transfer
+def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors: ProfileVectors,
+                   first_batch: dict[str, torch.Tensor], device: torch.device, epochs: int, seed: int,
+                   run_dir: Path | None = None) -> TransferSetup:
+    """The callbacks of a transfer run (see the module docstring); the fitted reducer is saved in ``run_dir``."""
+    t = spec
     ds = split.dataset
-    plan = plan_transfer(cfg, model, split, first_batch, device)
+    plan = plan_transfer(spec, model, split, vectors, first_batch, device, epochs)
     raw, has_vec, fit_rows, width = plan.raw, plan.has_vec, plan.fit_rows, plan.width
     layer_name, vectors, coverage = plan.layer_name, plan.vectors, plan.coverage
     rng_devices = [device.index or 0] if device.type == "cuda" else []
@@ -185,7 +216,7 @@ def build_transfer(cfg, model: nn.Module, split: Split, first_batch: dict[str, t
                                 alignment=t.alignment, loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta)
     kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
                            active=lambda epoch: phase_at(phases, epoch).kind == "transfer",
-                           sequence_mask=getattr(model, "sequence_mask", None))
+                           sequence_mask=model.sequence_mask)
     with torch.random.fork_rng(devices=rng_devices):
         kt.build(width, device)
     info = {"layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,

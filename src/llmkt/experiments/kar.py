@@ -1,4 +1,4 @@
-"""Build a KAR model for a run: backbone with two extra fields, user knowledge (a vectors file or the profile
+"""Config -> a KAR model for a run: backbone with two extra fields, user knowledge (a vectors file or the profile
 store, leak-checked against the run's split), item knowledge (a vectors file or the item-metadata text
 embedding)."""
 
@@ -11,7 +11,8 @@ from llmkt.data.dataset import Dataset
 from llmkt.data.features import FeatureTables
 from llmkt.data.splits import Split
 from llmkt.errors import ConfigError
-from llmkt.transfer.vectors import ProfileVectors, read_vectors
+from llmkt.data.vectors import ProfileVectors
+from llmkt.experiments.inputs import read_vectors
 
 
 def build_kar(cfg_model, ds: Dataset, split: Split, features: FeatureTables, data_dir: str | None = None

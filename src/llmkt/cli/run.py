@@ -1,67 +1,21 @@
-"""Command line: ``llmkt train``, ``evaluate``, ``datasets``, ``config-schema``, ``inspect-model``, ``profiles ...``,
-``weights ...``.
-
-Each command is a thin wrapper over the Python API of the same name (``llmkt.train`` ...).
-"""
+"""``llmkt train``, ``evaluate``, ``datasets``, ``inspect-model``, ``config-schema``: wrappers over
+``llmkt.experiments``."""
 
 from __future__ import annotations
 
 import json
-import sys
-import warnings
 from pathlib import Path
 
 import click
 
-from llmkt.errors import LLMKTError, LLMKTWarning
-
-
-def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(2)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    if issubclass(category, LLMKTWarning):
-        click.echo(f"warning: {message}", err=True)
-    else:
-        _default_showwarning(message, category, filename, lineno, file, line)
-
-
-_default_showwarning = warnings.showwarning
-
-
-class Group(click.Group):
-    """Every error llmkt raises on purpose (bad config, bad data, a failed backend) ends a command with one
-    ``error:`` line on stderr and exit code 2, never a traceback; an unexpected exception still shows one (a bug
-    to report)."""
-
-    def invoke(self, ctx: click.Context):
-        previous = warnings.showwarning
-        warnings.showwarning = _show_warning
-        try:
-            return super().invoke(ctx)
-        except LLMKTError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
-        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
-            click.echo(f"error: {e.filename}: {e.strerror}; check the path and its permissions.", err=True)
-            ctx.exit(2)
-        finally:
-            warnings.showwarning = previous
+from llmkt.errors import ConfigError
 
 
 def _format_metrics(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items())
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="llmkt")
-def main() -> None:
-    """llmkt: transfer knowledge from LLMs into recommender models."""
-
-
-@main.command()
+@click.command()
 @click.argument("config", type=click.Path(dir_okay=False), required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a config value, e.g. --set training.epochs=5 (repeatable)")
@@ -84,13 +38,13 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, 
     if resume and not config:
         run = Path(resume) if Path(resume).is_dir() else Path(resume).parent
         if not (run / "config.yaml").is_file():
-            _fail(LLMKTError(f"--resume {resume}: {run} is not a run folder (no config.yaml); pass the folder "
-                             "`llmkt train` printed."))
+            raise ConfigError(f"--resume {resume}: {run} is not a run folder (no config.yaml); pass the folder "
+                              "`llmkt train` printed.")
         config = str(run / "config.yaml")
     if not config and not defaults:
-        _fail(LLMKTError("llmkt train needs a CONFIG file, e.g. `llmkt train configs/sasrec_ml100k.yaml` (the "
-                         "configs/ folder has examples); `llmkt train --defaults` runs the built-in default "
-                         "(SASRec on ml-100k, 20 epochs, a few minutes on a CPU)."))
+        raise ConfigError("llmkt train needs a CONFIG file, e.g. `llmkt train configs/sasrec_ml100k.yaml` (the "
+                          "configs/ folder has examples); `llmkt train --defaults` runs the built-in default "
+                          "(SASRec on ml-100k, 20 epochs, a few minutes on a CPU).")
     res = run_train(config, ov, resume_from=resume) if config else run_train({}, ov, resume_from=resume)
     if json_out:
         click.echo(json.dumps(res.summary(), indent=2))
@@ -113,7 +67,7 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, 
     click.echo(f"{label + ' ' if label else ''}test:  {_format_metrics(res.test.metrics)}")
 
 
-@main.command()
+@click.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--stage", type=click.Choice(["valid", "test"]), default="test")
 @click.option("--allow-unfinished", is_flag=True, help="evaluate the best checkpoint of a run that did not finish")
@@ -126,7 +80,7 @@ def evaluate(run_dir: str, stage: str, allow_unfinished: bool) -> None:
     click.echo(f"{stage}: {_format_metrics(res.metrics)}")
 
 
-@main.command()
+@click.command()
 @click.option("--data-dir", default=None)
 @click.option("--stats", is_flag=True, help="load each dataset found and print its size")
 def datasets(data_dir: str | None, stats: bool) -> None:
@@ -145,7 +99,7 @@ def datasets(data_dir: str | None, stats: bool) -> None:
         click.echo(line)
 
 
-@main.command("inspect-model")
+@click.command("inspect-model")
 @click.argument("config", type=click.Path(dir_okay=False), required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--n-items", type=int, default=100, show_default=True,
@@ -153,68 +107,25 @@ def datasets(data_dir: str | None, stats: bool) -> None:
 def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) -> None:
     """Print the model's layer names, types and output shapes (targets for transfer.layer)."""
     from llmkt.config import load_config
-    from llmkt.models.registry import build_model
-    from llmkt.transfer.layers import output_shapes
-    from llmkt.transfer.setup import default_layer
+    from llmkt.experiments.inspect import inspect_model as run_inspect
 
-    try:
-        cfg = load_config(config, list(overrides))
-    except LLMKTError as e:
-        _fail(e)
-        return
-    import torch
-
-    if cfg.model.name == "kar":
-        _fail(ValueError("inspect-model: KAR wraps its backbone; inspect the backbone (model.backbone) instead."))
-        return
-    model = build_model(cfg.model, n_items, n_users=10)
-    if model.kind == "ctr":
-        batch = {"uid": torch.tensor([1, 2]), "iid": torch.tensor([3, 4]), "label": torch.tensor([1.0, 0.0])}
-        what = "(user, item) rows with side features: none in a dry run"
-    elif model.kind == "user_rows":
-        batch = {"uid": torch.tensor([1, 2]), "items": (torch.rand(2, n_items + 1) < 0.1).float()}
-        what = "user rows"
-    elif model.kind == "pairs":
-        batch = {"uid": torch.tensor([1, 2]), "pos": torch.tensor([3, 4]),
-                 "neg": torch.randint(1, n_items + 1, (2, model.n_negatives))}
-        if model.hist_len:
-            batch["hist"] = torch.randint(0, n_items + 1, (2, model.hist_len))
-        what = f"pairs with {model.n_negatives} negatives"
-    else:
-        length = model.max_len
-        batch = {"uid": torch.tensor([1, 2]), "seq": torch.randint(1, n_items + 1, (2, length + 1))}
-        what = f"sequence length {length}"
-    shapes = output_shapes(model, lambda: model.loss(batch))
-    modules = dict(model.named_modules())
-    click.echo(f"{type(model).__name__} (dry run: batch of 2, {what}, {n_items} items)")
-    click.echo(f"default transfer layer: {default_layer(model)}")
-    for name, module in modules.items():
-        if name:
-            shape = shapes.get(name, "not called by its own forward on the training path")
-            click.echo(f"  {name:32s} {type(module).__name__:22s} {shape}")
+    r = run_inspect(load_config(config, list(overrides)), n_items)
+    click.echo(f"{r.model} (dry run: batch of 2, {r.batch}, {n_items} items)")
+    click.echo(f"default transfer layer: {r.default_layer}")
+    for name, kind, shape in r.layers:
+        click.echo(f"  {name:32s} {kind:22s} {shape}")
 
 
-@main.command("config-schema")
+@click.command("config-schema")
 @click.argument("kind", type=click.Choice(["run", "profiles"]), default="run")
 def config_schema(kind: str) -> None:
     """Print the JSON schema of a config KIND: run (llmkt train, the default) or profiles (llmkt profiles ...):
     every key, its type, default and description."""
     if kind == "profiles":
-        from llmkt.profiles.config import ProfilesConfig as cls
+        from llmkt.config.profiles import ProfilesConfig as cls
     else:
         from llmkt.config import RunConfig as cls
 
     click.echo(json.dumps(cls.model_json_schema(), indent=1))
 
 
-def _register() -> None:
-    from llmkt.cli_profiles import profiles, weights
-
-    main.add_command(profiles)
-    main.add_command(weights)
-
-
-_register()
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

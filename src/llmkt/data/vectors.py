@@ -1,4 +1,4 @@
-"""Profile vectors keyed by external user id, aligned to a dataset's internal ids.
+"""Knowledge vectors keyed by external user (or item) id, aligned to a dataset's internal ids.
 
 Sources: ``.npy`` matrix + ids file (``.npy``/``.txt``/``.csv``), a parquet or CSV table with ``user_id`` and
 one column per dimension (or a ``vector`` list column), or a ``.npz`` written by :meth:`ProfileVectors.save`.
@@ -173,23 +173,6 @@ def _read_table(path: Path) -> pd.DataFrame:
                         "per user.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({str(e)[:160]}).") from None
-
-
-def read_vectors(v: Any, split: Any = None, data_dir: str | None = None,
-                 where: str = "transfer.vectors") -> ProfileVectors:
-    """The table a ``VectorsConfig`` names (a file, or a profile store leak-checked against ``split``), with its
-    control applied."""
-    if v.profiles is not None:
-        from llmkt.profiles.embed import export_vectors
-
-        # every profile is checked against the split of the run that uses it (LeakError otherwise)
-        vectors = export_vectors(v.profiles, [f"data.data_dir={data_dir}"] if data_dir else None, check_split=split,
-                                 encoder_id=v.encoder)
-    else:
-        vectors = ProfileVectors.load(v.path, v.ids)
-    if split is not None:
-        check_dataset(vectors, split.dataset.name, v.allow_other_dataset, where)
-    return vectors.control(v.control, v.control_seed)
 
 
 def _few(ids: Any, n: int = 5) -> str:

@@ -1,4 +1,5 @@
-"""``llmkt profiles ...`` and ``llmkt weights ...``: thin wrappers over ``llmkt.profiles``."""
+"""``llmkt profiles ...`` and ``llmkt weights ...``: thin wrappers over ``llmkt.experiments.profiles`` and
+``llmkt.profiles.weights`` (errors are handled once, by ``llmkt.cli.Group``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from pathlib import Path
 
 import click
 
-from llmkt.errors import LLMKTError
-
 # A profile job is hours of LLM time: it always comes from a config file, never from silent defaults.
 _CONFIG = click.argument("config", type=click.Path(dir_okay=False), required=True)
 _SET = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -20,11 +19,6 @@ _DATA = click.option("--data-dir", default=None, help="data home (else data.data
 
 def _ov(overrides: tuple[str, ...], data_dir: str | None) -> list[str]:
     return list(overrides) + ([f"data.data_dir={data_dir}"] if data_dir else [])
-
-
-def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
-    sys.exit(2)
 
 
 @click.group("profiles")
@@ -41,14 +35,10 @@ def profiles() -> None:
 def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | None, retry_flagged: bool,
              limit: int | None) -> None:
     """Profile every user's training history; finished profiles are stored at once, reruns resume."""
-    from llmkt.profiles.generate import generate_profiles
+    from llmkt.experiments.profiles import generate_profiles
 
     ov = _ov(overrides, data_dir) + ([f"users.limit={limit}"] if limit else [])
-    try:
-        r = generate_profiles(config, ov, retry_flagged=retry_flagged)
-    except LLMKTError as e:
-        _fail(e)
-        return
+    r = generate_profiles(config, ov, retry_flagged=retry_flagged)
     click.echo(f"store: {r.store}")
     click.echo(f"users: {r.users}, already stored: {r.cached}, generated now: {r.generated}, failed: {r.failed}")
     if r.in_flight_elsewhere or r.stored_elsewhere:
@@ -77,13 +67,9 @@ def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | Non
 def stats(config: str | None, overrides: tuple[str, ...], data_dir: str | None, show: int) -> None:
     """Counts, tokens, time, and quality flags (empty, too short, repetitive, refusal, echo of the instructions)
     of this job's profiles."""
-    from llmkt.profiles.report import job_stats
+    from llmkt.experiments.profiles import job_stats
 
-    try:
-        s = job_stats(config, _ov(overrides, data_dir))
-    except LLMKTError as e:
-        _fail(e)
-        return
+    s = job_stats(config, _ov(overrides, data_dir))
     click.echo(json.dumps({k: v for k, v in s.items() if k != "flagged_examples"}, indent=2))
     for ex in s["flagged_examples"][:show]:
         click.echo(f"--- user {ex['user_id']} {ex['flags']}")
@@ -98,13 +84,9 @@ def stats(config: str | None, overrides: tuple[str, ...], data_dir: str | None, 
 @click.option("--user", "users", multiple=True, help="external user id (repeatable)")
 def show(config: str | None, overrides: tuple[str, ...], data_dir: str | None, n: int, users: tuple[str, ...]) -> None:
     """Print stored profiles of this job verbatim, with the prompt statistics."""
-    from llmkt.profiles.report import job_profiles
+    from llmkt.experiments.profiles import job_profiles
 
-    try:
-        recs = job_profiles(config, _ov(overrides, data_dir))
-    except LLMKTError as e:
-        _fail(e)
-        return
+    recs = job_profiles(config, _ov(overrides, data_dir))
     if users:
         recs = [r for r in recs if str(r.external_user) in set(users)]
     for r in recs[:n] if not users else recs:
@@ -119,13 +101,9 @@ def show(config: str | None, overrides: tuple[str, ...], data_dir: str | None, n
 @_DATA
 def embed(config: str | None, overrides: tuple[str, ...], data_dir: str | None) -> None:
     """Embed this job's profiles with the configured encoder and store the vectors."""
-    from llmkt.profiles.embed import embed_profiles
+    from llmkt.experiments.profiles import embed_profiles
 
-    try:
-        r = embed_profiles(config, _ov(overrides, data_dir))
-    except LLMKTError as e:
-        _fail(e)
-        return
+    r = embed_profiles(config, _ov(overrides, data_dir))
     click.echo(f"encoder {r.encoder_id}: {r.embedded} embedded now, {r.profiles} in all, dim {r.dim}, "
                f"{r.seconds:.1f} s")
 
@@ -139,13 +117,9 @@ def embed(config: str | None, overrides: tuple[str, ...], data_dir: str | None) 
 def export(config: str | None, overrides: tuple[str, ...], data_dir: str | None, out: str,
            encoder: str | None) -> None:
     """Write this job's vectors (leak-checked) as a .npz for transfer.vectors.path."""
-    from llmkt.profiles.embed import export_vectors
+    from llmkt.experiments.profiles import export_vectors
 
-    try:
-        pv = export_vectors(config, _ov(overrides, data_dir), out=out, encoder_id=encoder)
-    except LLMKTError as e:
-        _fail(e)
-        return
+    pv = export_vectors(config, _ov(overrides, data_dir), out=out, encoder_id=encoder)
     click.echo(f"wrote {out}: {len(pv.user_ids)} users x {pv.dim} dims ({pv.meta['encoder']})")
 
 
@@ -174,9 +148,5 @@ def fetch(names: tuple[str, ...], wheels_dir: str | None, force: bool) -> None:
     from llmkt.profiles.weights import fetch_weights
 
     for name in names:
-        try:
-            path = fetch_weights(name, wheels_dir=Path(wheels_dir) if wheels_dir else None, force=force)
-        except LLMKTError as e:
-            _fail(e)
-            return
+        path = fetch_weights(name, wheels_dir=Path(wheels_dir) if wheels_dir else None, force=force)
         click.echo(f"{name}: {path}")

@@ -1,0 +1,5 @@
+"""``python -m llmkt.cli``."""
+
+from llmkt.cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""Config -> knowledge transfer: a ``transfer:`` section becomes a :class:`~llmkt.transfer.TransferSpec`, its
+``vectors`` a :class:`~llmkt.data.ProfileVectors` table; :func:`check_transfer` runs every check that needs no
+training before a run's base model trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmkt.config import RunConfig, TransferConfig, TransferStep
+from llmkt.data import Dataset, Split
+from llmkt.experiments.inputs import read_vectors, split_dataset
+from llmkt.models.base import Recommender
+from llmkt.transfer import ReducerSpec, Step, TransferSetup, TransferSpec, build_transfer, plan_transfer
+
+
+def transfer_spec(t: TransferConfig) -> TransferSpec:
+    r = t.reducer
+    steps = tuple(Step(st.step, st.epochs, st.fraction, tuple(st.freeze),
+                       st.users if isinstance(st, TransferStep) else 1.0) for st in t.schedule)
+    return TransferSpec(layer=t.layer, point=t.point, pooling=t.pooling, gamma=t.gamma, alignment=t.alignment,
+                        loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta,
+                        reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load,
+                                            r.trust_pickle),
+                        steps=steps)
+
+
+def setup_transfer(cfg: RunConfig, model: Recommender, split: Split, first_batch: dict[str, torch.Tensor],
+                   device: torch.device, run_dir: Path | None) -> TransferSetup:
+    """The callbacks of the run's transfer section (vectors read and checked against the run's split)."""
+    vectors = read_vectors(cfg.transfer.vectors, split, cfg.data.data_dir)
+    return build_transfer(transfer_spec(cfg.transfer), model, split, vectors, first_batch, device,
+                          cfg.training.epochs, cfg.training.seed, run_dir)
+
+
+def check_transfer(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
+    """Every check of a transfer run that needs no training, run before the base model trains: the vectors file
+    exists, matches the dataset and covers its users; the layer resolves and runs on the training path; the
+    reducer can produce the layer's width; the schedule's freeze globs match parameters. Returns what was found
+    (layer, width, coverage); raises :class:`ConfigError` / :class:`DataError` naming the key at fault."""
+    from llmkt.experiments.runner import build_run_model, make_batches
+    from llmkt.data.features import build_features
+    from llmkt.models.registry import CTR_MODELS
+
+    split = split_dataset(cfg, ds)
+    vectors = read_vectors(cfg.transfer.vectors, split, cfg.data.data_dir)
+    features = build_features(ds) if cfg.model.name in CTR_MODELS else None
+    with torch.random.fork_rng(devices=[]):  # building a throw-away model must not move the global random stream
+        model, _ = build_run_model(cfg, ds, split, features)
+        batches = make_batches(model, split, cfg)
+        plan = plan_transfer(transfer_spec(cfg.transfer), model, split, vectors, next(iter(batches.epoch(0))),
+                             torch.device("cpu"), cfg.training.epochs)
+    return {"layer": plan.layer_name, "layer_width": plan.width, "coverage": plan.coverage}
