@@ -117,12 +117,14 @@ def inspect_model(config: str | None, overrides: tuple[str, ...], n_items: int) 
 
 
 @click.command("config-schema")
-@click.argument("kind", type=click.Choice(["run", "profiles"]), default="run")
+@click.argument("kind", type=click.Choice(["run", "profiles", "study"]), default="run")
 def config_schema(kind: str) -> None:
-    """Print the JSON schema of a config KIND: run (llmkt train, the default) or profiles (llmkt profiles ...):
-    every key, its type, default and description."""
+    """Print the JSON schema of a config KIND: run (llmkt train, the default), profiles (llmkt profiles ...) or
+    study (llmkt study ...): every key, its type, default and description."""
     if kind == "profiles":
         from llmkt.config.profiles import ProfilesConfig as cls
+    elif kind == "study":
+        from llmkt.config.study import StudyConfig as cls
     else:
         from llmkt.config import RunConfig as cls
 

@@ -134,6 +134,8 @@ class VectorsConfig(Strict):
     ids: str | None = Field(None, description="user ids in row order, for a .npy matrix")
     profiles: str | None = Field(None, description="a profile-job YAML (llmkt profiles ...): read its vectors from "
                                                    "the profile store, leak-checked against this run's split")
+    profiles_set: list[str] = Field(default_factory=list, description="with profiles: --set overrides of that job, "
+                                                                      "e.g. [backend.kind=template]")
     encoder: str | None = Field(None, description="with profiles: encoder id in the store; default: the job's")
     control: Literal["none", "shuffle", "random"] = Field(
         "none", description="a control run with the same shape: shuffle = each user gets another user's vector, "
@@ -359,7 +361,7 @@ def _walk(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> tuple[li
 
 def _format_errors(err: ValidationError, source: str, root: type[BaseModel] | None = None) -> str:
     lines = [f"invalid configuration ({source}):"]
-    kind = "profiles" if root is not None and root.__name__ == "ProfilesConfig" else "run"
+    kind = {"ProfilesConfig": "profiles", "StudyConfig": "study"}.get(root.__name__ if root is not None else "", "run")
     for e in err.errors():
         loc = tuple(e["loc"])
         shown, _ = _walk(loc, root)
@@ -400,6 +402,24 @@ TYPE_KEYS: dict[tuple[str, ...], str] = {("model",): "name", ("model", "backbone
                                          ("backend",): "kind"}
 
 
+def set_path(raw: dict[str, Any], parts: list[str], value: Any, what: str = "") -> dict[str, Any]:
+    """Set ``raw[parts[0]][parts[1]]... = value`` (sections created as needed). Setting a section's type key to
+    another type (``model.name``, ``split.kind``, ``backend.kind``) starts that section afresh."""
+    node = raw
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if nxt is None:
+            nxt = node[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{what or '.'.join(parts)}: {p!r} is a value, not a section.")
+        node = nxt
+    type_key = TYPE_KEYS.get(tuple(parts[:-1]))
+    if type_key == parts[-1] and node.get(type_key) != value:
+        node.clear()
+    node[parts[-1]] = value
+    return raw
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides in order. Setting a section's type key to another type (``model.name``,
     ``split.kind``, ``backend.kind``) starts that section afresh from the new type's defaults, so that
@@ -407,18 +427,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     reported as unknown; overrides after it refine the new section (``--set backend.top=5``)."""
     for text in overrides:
         parts, value = parse_override(text)
-        node = raw
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if nxt is None:
-                nxt = node[p] = {}
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"--set {text!r}: {p!r} is a value, not a section.")
-            node = nxt
-        type_key = TYPE_KEYS.get(tuple(parts[:-1]))
-        if type_key == parts[-1] and node.get(type_key) != value:
-            node.clear()
-        node[parts[-1]] = value
+        set_path(raw, parts, value, f"--set {text!r}")
     return raw
 
 

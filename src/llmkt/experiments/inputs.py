@@ -35,8 +35,8 @@ def read_vectors(v: Any, split: Split | None = None, data_dir: str | None = None
         from llmkt.experiments.profiles import export_vectors
 
         # every profile is checked against the split of the run that uses it (LeakError otherwise)
-        vectors = export_vectors(v.profiles, [f"data.data_dir={data_dir}"] if data_dir else None, check_split=split,
-                                 encoder_id=v.encoder)
+        overrides = ([f"data.data_dir={data_dir}"] if data_dir else []) + list(v.profiles_set)
+        vectors = export_vectors(v.profiles, overrides, check_split=split, encoder_id=v.encoder)
     else:
         vectors = ProfileVectors.load(v.path, v.ids)
     if split is not None:

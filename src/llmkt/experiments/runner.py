@@ -43,7 +43,7 @@ class RunResult:
     model: Recommender
     split: Split
     valid: EvalResult
-    test: EvalResult
+    test: EvalResult | None  # None when the run was asked not to look at test (studies choose on validation)
     history: list[dict[str, Any]]
     best_epoch: int
     timings: dict[str, float]
@@ -53,14 +53,15 @@ class RunResult:
 
     def summary(self) -> dict[str, Any]:
         out = {"dataset": self.config.data.name, "model": self.config.model.name, "split": self.split.kind,
-               "protocol": self.test.protocol, "best_epoch": self.best_epoch,
-               "valid": self.valid.metrics, "test": self.test.metrics, "timings": self.timings,
+               "protocol": self.valid.protocol, "best_epoch": self.best_epoch,
+               "valid": self.valid.metrics, "test": self.test.metrics if self.test is not None else None,
+               "timings": self.timings,
                "run_dir": str(self.run_dir)}
         if self.model_info:
             out["model_info"] = self.model_info
         if self.transfer is not None:
             out["transfer"] = self.transfer
-        if self.base is not None:
+        if self.base is not None and self.test is not None and self.base.test is not None:
             out["base"] = {"valid": self.base.valid.metrics, "test": self.base.test.metrics,
                            "run_dir": str(self.base.run_dir)}
             out["paired_vs_base"] = {m: paired_test(self.base.test.per_user, self.test.per_user, m).__dict__
@@ -130,7 +131,7 @@ def _label(cfg: RunConfig, role: str | None) -> str:
 
 def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = None,
           resume_from: str | Path | None = None, extra_callbacks: list[Callback] | None = None,
-          data: Dataset | None = None, role: str | None = None) -> RunResult:
+          data: Dataset | None = None, role: str | None = None, evaluate_test: bool = True) -> RunResult:
     """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``.
 
     With a ``transfer`` section, every check that needs no training runs first (:func:`check_transfer`), then the
@@ -138,7 +139,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     model is trained first with the same seed and both are reported.
 
     A run that fails before it wrote a resumable checkpoint (``last.pt``) leaves no run folder behind; one that
-    fails later keeps its folder for ``llmkt train --resume``.
+    fails later keeps its folder for ``llmkt train --resume``. ``evaluate_test=False`` skips the test pass (a study
+    looks at test only for the points it chose on validation).
     """
     if isinstance(config, dict):
         cfg = validate_config(apply_overrides(dict(config), overrides or []))
@@ -160,7 +162,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
         Path(resume_from) if resume_from else _run_dir(cfg)
     created = not run_dir.exists()
     try:
-        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role))
+        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role), evaluate_test)
     except BaseException:
         # nothing resumable was written: do not leave a half-made folder behind (a folder with last.pt stays)
         if created and run_dir.exists() and not (run_dir / "last.pt").exists():
@@ -172,7 +174,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
 
 
 def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, extra_callbacks: list[Callback] | None,
-               data: Dataset | None, label: str) -> RunResult:
+               data: Dataset | None, label: str, evaluate_test: bool = True) -> RunResult:
     t = cfg.training
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -223,7 +225,8 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
 
     valid = validate(model)  # best weights are loaded by fit()
     t2 = time.perf_counter()
-    test = evaluate_model(model, split, "test", protocol, max_len, t.eval_batch_size, device, cfg.data.positive_rating)
+    test = evaluate_model(model, split, "test", protocol, max_len, t.eval_batch_size, device,
+                          cfg.data.positive_rating) if evaluate_test else None
     t_test = time.perf_counter() - t2
     epoch_s = sorted(h["epoch_seconds"] for h in trainer.history)
     timings = {"data_s": t_data, "train_s": t_train, "test_eval_s": t_test,
@@ -231,5 +234,6 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings,
                        transfer_info, None, model_info)
-    test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
+    if test is not None:
+        test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
     return result

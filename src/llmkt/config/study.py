@@ -1,0 +1,141 @@
+"""Strict configuration of a study (``llmkt study run SPEC``): one base run config, a grid over any config path,
+knowledge-vector variants with their controls, seeds, and the validation metric the choice is made on.
+
+A study answers "does LLM knowledge help this model?": for every model group (the grid axes under ``model``) and
+every vectors variant, the grid point is chosen on validation, the base model (no transfer, alpha = 0) always
+among the candidates; test metrics are computed for the chosen points only (docs/studies.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, field_validator, model_validator
+
+from llmkt.config import Strict, apply_overrides, load_config, validate_config
+from llmkt.errors import ConfigError
+
+#: the implicit variant without vectors: the base model
+BASE = "none"
+
+
+class VariantConfig(Strict):
+    """One kind of knowledge vectors. A source (``path`` or ``profiles``) or a control ``of`` another variant."""
+
+    path: str | None = Field(None, description="a vectors file (.npz, .npy + ids, .parquet, .csv)")
+    ids: str | None = None
+    profiles: str | None = Field(None, description="a profile-job YAML: its vectors from the profile store")
+    profiles_set: list[str] = Field(default_factory=list, description="--set overrides for that profile job, "
+                                                                      "e.g. [backend.kind=template]")
+    encoder: str | None = None
+    of: str | None = Field(None, description="a control: the vectors of this other variant, shuffled or random")
+    control: Literal["none", "shuffle", "random"] = "none"
+    allow_other_dataset: bool = False
+
+    @model_validator(mode="after")
+    def _source(self):
+        sources = [s for s in (self.path, self.profiles, self.of) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of path, profiles or of (a control of another variant)")
+        if self.of is not None and self.control == "none":
+            raise ValueError("a variant 'of' another one is a control: set control: shuffle or random")
+        return self
+
+
+class EngineConfig(Strict):
+    storage: str | None = Field(None, description="Optuna storage: a SQLAlchemy URL (sqlite:///..., "
+                                                  "postgresql://...) or journal:PATH; default: sqlite in the study "
+                                                  "folder")
+    sampler: Literal["grid", "tpe"] = Field("grid", description="grid: every cell once; tpe: n_trials sampled "
+                                                                "transfer points per (model, variant) (not yet)")
+    heartbeat_s: float = Field(30.0, gt=0, description="a running trial records a heartbeat this often")
+    grace_s: float = Field(120.0, gt=0, description="a running trial without heartbeat for this long is taken "
+                                                    "for dead and re-run (a dead process on this host: at once)")
+
+
+class StudyConfig(Strict):
+    name: str = Field(..., description="study name (Optuna study name, report title)")
+    dir: str = Field("studies/{name}", description="study folder: trials, storage, report; {name} is replaced")
+    run: str | dict[str, Any] = Field(..., description="the base run config: a YAML path or an inline mapping")
+    overrides: list[str] = Field(default_factory=list, description="--set overrides applied to the base run")
+    transfer: dict[str, Any] = Field(default_factory=dict, description="the transfer section of transfer trials "
+                                                                        "(vectors are set per variant)")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="config path -> values; a value may be a "
+                                                                          "whole section (model: [{name: neumf}])")
+    group_by: list[str] | None = Field(None, description="grid axes that make separate rows of the report (one "
+                                                        "choice each); default: the axes under model")
+    vectors: dict[str, VariantConfig] = Field(default_factory=dict, description="variant name -> vectors")
+    seeds: list[int] = Field(..., min_length=1, description="training.seed of each repetition")
+    metric: str | None = Field(None, description="validation metric of the choice; default: training.monitor "
+                                                 "(AUC for click prediction)")
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        if not v or "/" in v or "\\" in v or ".." in v:
+            raise ValueError("a study name is one plain name (no '/', '\\' or '..')")
+        return v
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"grid axis {key!r} has no values; give at least one or drop the axis")
+            if key.startswith("transfer.vectors"):
+                raise ValueError(f"grid axis {key!r}: vectors are the study's `vectors` variants, not a grid axis")
+        return v
+
+    @model_validator(mode="after")
+    def _variants(self):
+        for name, var in self.vectors.items():
+            if name == BASE:
+                raise ValueError(f"vectors: {BASE!r} is the base model, always present; name the variant otherwise")
+            if var.of is not None:
+                if var.of not in self.vectors:
+                    raise ValueError(f"vectors.{name}.of: no variant {var.of!r}; variants: {sorted(self.vectors)}")
+                if self.vectors[var.of].of is not None:
+                    raise ValueError(f"vectors.{name}.of: {var.of!r} is itself a control; point to a source")
+        for axis in self.group_by or []:
+            if axis not in self.grid:
+                raise ValueError(f"group_by: {axis!r} is not a grid axis ({sorted(self.grid)})")
+        return self
+
+    def folder(self) -> Path:
+        return Path(self.dir.replace("{name}", self.name))
+
+    def group_axes(self) -> list[str]:
+        if self.group_by is not None:
+            return list(self.group_by)
+        return [a for a in self.grid if a == "model" or a.startswith("model.")]
+
+    def base_run(self, source_dir: Path | None = None) -> dict[str, Any]:
+        """The base run config as a raw mapping (overrides applied, not yet validated)."""
+        if isinstance(self.run, str):
+            path = Path(self.run)
+            if not path.is_absolute() and source_dir is not None and not path.exists():
+                path = source_dir / path
+            raw = load_config(path).model_dump(mode="json")  # validated once: errors name that file
+        else:
+            raw = dict(self.run)
+        return apply_overrides(raw, list(self.overrides))
+
+
+def load_study_config(spec: "str | Path | dict | StudyConfig", overrides: list[str] | None = None) -> StudyConfig:
+    if isinstance(spec, StudyConfig):
+        return spec if not overrides else validate_config(apply_overrides(spec.model_dump(mode="json"), overrides),
+                                                          "<study>", StudyConfig)
+    if isinstance(spec, dict):
+        return validate_config(apply_overrides(dict(spec), overrides or []), "<study>", StudyConfig)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"study spec {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        detail = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+        raise ConfigError(f"{path}: not valid YAML ({detail}).") from None
+    return validate_config(apply_overrides(raw, overrides or []), str(path), StudyConfig)

@@ -1,0 +1,259 @@
+"""Studies (issue 15): grid expansion, validation-only choice, shared base runs, workers, a killed worker, the
+report's numbers and page, bad specs before any training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from scipy import stats
+
+pytest.importorskip("optuna")
+
+from llmkt.cli import main  # noqa: E402
+from llmkt.config.study import load_study_config  # noqa: E402
+from llmkt.data import ProfileVectors  # noqa: E402
+from llmkt.evaluation.studies import BASE, choose, holm, report_table  # noqa: E402
+from llmkt.experiments.study import Cell, cell_config, expand, open_study, run_study, trials_table  # noqa: E402
+from tests.conftest import random_interactions  # noqa: E402
+
+
+def tiny_study(tmp: Path, *, epochs: int = 3, models=None, seeds=(1, 2), alphas=(0.1, 0.5), **extra) -> Path:
+    data = tmp / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    inter = random_interactions(n_users=30, n_items=40, per_user=12, seed=0)
+    inter.to_csv(data / "interactions.csv", index=False)
+    users = np.asarray(inter["user_id"].unique(), dtype=str)
+    ProfileVectors(users, np.random.default_rng(0).normal(size=(len(users), 16)), {"dataset": "csv"}).save(
+        tmp / "llm.npz")
+    spec = {"name": "tiny", "dir": str(tmp / "study"), "seeds": list(seeds),
+            "run": {"data": {"name": "csv", "path": str(data)}, "model": {"name": "bprmf", "dim": 8},
+                    "training": {"epochs": epochs, "batch_size": 64, "progress": False, "device": "cpu"}},
+            "transfer": {"reducer": {"method": "pca"}},
+            "grid": {"transfer.alpha": list(alphas), **({"model": models} if models else {})},
+            "vectors": {"llm": {"path": str(tmp / "llm.npz")}, "shuffled": {"of": "llm", "control": "shuffle"},
+                        "random": {"of": "llm", "control": "random"}}, **extra}
+    path = tmp / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def attempts(tmp: Path) -> list[dict]:
+    path = tmp / "study" / "attempts.log"
+    return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_grid_expansion_is_exact(tmp_path):
+    spec = load_study_config(tiny_study(tmp_path, models=[{"name": "bprmf", "dim": 8}, {"name": "multvae"}]))
+    cells = expand(spec)
+    base = [c for c in cells if c.variant == BASE]
+    # base: 2 models x 2 seeds (the alpha axis does not apply); each variant: 2 models x 2 alphas x 2 seeds
+    assert len(base) == 4 and len(cells) == 4 + 3 * 8
+    assert [dict(c.point) for c in base[:2]] == [{"model": {"name": "bprmf", "dim": 8}}, {"model": {"name": "multvae"}}]
+    assert {c.seed for c in cells} == {1, 2} and len({c.id for c in cells}) == len(cells)
+    llm = [c for c in cells if c.variant == "llm" and c.seed == 1]
+    assert [dict(c.point) for c in llm] == [{"transfer.alpha": a, "model": m} for a in (0.1, 0.5)
+                                           for m in ({"name": "bprmf", "dim": 8}, {"name": "multvae"})]
+    # the cell id is part of the run folder's name and of resuming: it must not drift
+    canonical = b'{"point": [["model", {"name": "bprmf"}]], "seed": 1, "variant": "none"}'
+    assert Cell(BASE, (("model", {"name": "bprmf"}),), 1).id == hashlib.sha256(canonical).hexdigest()[:12]
+    cfg = cell_config(spec, llm[3], spec.base_run(), tmp_path / "t")
+    assert (cfg.model.name, cfg.transfer.alpha, cfg.training.seed, cfg.transfer.compare_base) == ("multvae", 0.5, 1,
+                                                                                                False)
+    base_cfg = cell_config(spec, base[1], spec.base_run(), tmp_path / "t")
+    assert base_cfg.transfer is None and base_cfg.output.name == base[1].name
+
+
+def test_the_random_control_is_the_library_one(tmp_path):
+    from llmkt.experiments.inputs import read_vectors
+
+    spec = load_study_config(tiny_study(tmp_path))
+    cell = next(c for c in expand(spec) if c.variant == "random" and c.seed == 2)
+    v = cell_config(spec, cell, spec.base_run(), tmp_path / "t").transfer.vectors
+    got = read_vectors(v)
+    want = ProfileVectors.load(tmp_path / "llm.npz").control("random", 2)
+    assert np.array_equal(got.vectors, want.vectors) and got.meta["control"] == "random"
+
+
+def _trials(rows):
+    return pd.DataFrame(rows, columns=["group", "variant", "point", "seed", "valid", "test"])
+
+
+def test_the_choice_uses_validation_only_and_the_base_is_a_candidate():
+    t = _trials([
+        ("m", BASE, "-", 1, 0.30, 0.20), ("m", BASE, "-", 2, 0.32, 0.22),
+        ("m", "llm", "a=0.1", 1, 0.35, 0.10), ("m", "llm", "a=0.1", 2, 0.33, 0.11),  # best on validation
+        ("m", "llm", "a=0.9", 1, 0.31, 0.90), ("m", "llm", "a=0.9", 2, 0.30, 0.95),  # planted: best on test only
+        ("m", "rnd", "a=0.1", 1, 0.29, 0.50), ("m", "rnd", "a=0.1", 2, 0.30, 0.50),  # worse than base on valid
+        ("m", "rnd", "a=0.5", 1, 0.99, 0.99),  # one seed missing: no candidate
+    ])
+    c = {x.variant: x for x in choose(t, [1, 2])}
+    assert (c["llm"].point, c["llm"].chosen_variant) == ("a=0.1", "llm") and not c["llm"].base_chosen
+    assert c["llm"].valid_mean == pytest.approx(0.34)
+    assert c["rnd"].base_chosen and c["rnd"].point == "-" and c["rnd"].candidates == 2
+    assert c[BASE].valid_mean == pytest.approx(0.31)
+    tie = _trials([("m", BASE, "-", 1, 0.3, 0), ("m", "llm", "a", 1, 0.3, 1)])
+    assert choose(tie, [1])[1].base_chosen  # ties go to the base
+
+
+def test_holm_by_hand():
+    assert holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(holm([0.01, float("nan")])[1])
+
+
+def test_report_numbers_equal_a_hand_computed_table():
+    from llmkt.evaluation.studies import Choice
+
+    choices = [Choice("m", BASE, BASE, "-", 0.3, (1, 2), 1), Choice("m", "llm", "llm", "a=0.1", 0.4, (1, 2), 3),
+               Choice("m", "shuf", "llm", "a=0.5", 0.35, (1, 2), 3)]
+    test = pd.DataFrame([("m", BASE, 1, 0.10), ("m", BASE, 2, 0.20), ("m", "llm", 1, 0.15), ("m", "llm", 2, 0.27),
+                         ("m", "shuf", 1, 0.11), ("m", "shuf", 2, 0.19)], columns=["group", "variant", "seed", "value"])
+    users = pd.Index([1, 2, 3, 4, 5], name="uid")
+    pu = {("m", BASE): pd.Series([0.1, 0.2, 0.0, 0.3, 0.15], users),
+          ("m", "llm"): pd.Series([0.2, 0.25, 0.1, 0.3, 0.4], users),
+          ("m", "shuf"): pd.Series([0.1, 0.1, 0.05, 0.3, 0.2], users)}
+    table = report_table(choices, test, pu, {"llm": "shuf"}, "NDCG@10").set_index("variant")
+    llm = table.loc["llm"]
+    assert llm["test NDCG@10"] == pytest.approx(0.21) and llm["std"] == pytest.approx(0.06)
+    assert llm["delta"] == pytest.approx(0.06) and llm["uplift_%"] == pytest.approx(40.0)
+    x, y = pu[("m", BASE)].to_numpy(), pu[("m", "llm")].to_numpy()
+    assert llm["p_t_base"] == pytest.approx(stats.ttest_rel(y, x).pvalue)
+    assert llm["p_w_base"] == pytest.approx(stats.wilcoxon(y, x).pvalue)
+    z = pu[("m", "shuf")].to_numpy()
+    assert llm["p_t_shuffled"] == pytest.approx(stats.ttest_rel(y, z).pvalue)
+    p_base = [llm["p_t_base"], table.loc["shuf", "p_t_base"]]
+    assert sorted([llm["p_t_base_holm"], table.loc["shuf", "p_t_base_holm"]]) == pytest.approx(
+        sorted(holm(p_base)))
+    assert table.loc[BASE, "test NDCG@10"] == pytest.approx(0.15) and np.isnan(table.loc[BASE, "delta"])
+    assert table.loc["shuf", "chosen"] == "a=0.5"
+
+
+def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
+    spec = tiny_study(tmp_path, models=[{"name": "bprmf", "dim": 8}, {"name": "neumf", "gmf_dim": 4,
+                                                                      "mlp_dims": [8, 4], "n_negatives": 2}])
+    out = CliRunner().invoke(main, ["study", "run", str(spec)])
+    assert out.exit_code == 0, out.output
+    runs = attempts(tmp_path)
+    cells = expand(load_study_config(spec))
+    assert len(cells) == 4 + 3 * 2 * 2 * 2
+    assert sorted(r["cell"] for r in runs) == sorted(c.id for c in cells)  # every cell trained exactly once
+    base_runs = [r for r in runs if r["name"].startswith(f"{BASE}-")]
+    assert len(base_runs) == 4  # one per (model, seed), shared by the three variants
+    h = open_study(spec, create=False)
+    trials = trials_table(h)
+    assert len(trials) == len(cells) and set(trials["group"]) == {"name=bprmf,dim=8",
+                                                                   "name=neumf,gmf_dim=4,mlp_dims=[8, 4],n_negatives=2"}
+    # journal fields of a transfer trial
+    row = trials[trials["variant"] == "llm"].iloc[0]
+    assert row["transfer"]["layer"] == "user_emb" and row["transfer"]["vectors_meta"]["dataset"] == "csv"
+    assert {"kt/L_kt", "kt/L_model", "kt/beta"} <= set(row["history"][0]) and row["llmkt"]
+    # test evaluated for the chosen points only
+    sel = json.loads((h.folder / "selection.json").read_text())
+    chosen = {cid for c in sel["choices"] for cid in c["cells"]}
+    tested = {p.parent.name for p in (h.folder / "trials").glob("*/test.json")}
+    assert tested == {h.cell(cid).name for cid in chosen} and len(tested) < len(cells)
+    assert not list((h.folder / "trials").glob("*/test_per_user.csv"))  # no trial looked at test while training
+    # the report: Markdown table and a self-contained HTML page with the table and the figures
+    md = (h.folder / "report" / "report.md").read_text()
+    assert "| group | variant | chosen |" in md and "p_t_base_holm" in md
+    page = (h.folder / "report" / "report.html").read_text()
+
+    class Page(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.imgs, self.cells = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            if tag == "img":
+                self.imgs.append(dict(attrs)["src"])
+
+        def handle_data(self, data):
+            if self.tags and self.tags[-1] == "td":
+                self.cells.append(data)
+
+    parsed = Page()
+    parsed.feed(page)
+    assert parsed.tags.count("table") == 2 and len(parsed.imgs) == 2
+    assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in parsed.imgs)
+    assert "shuffled" in parsed.cells and "random" in parsed.cells
+    # a second run does nothing: finished cells never run again
+    again = CliRunner().invoke(main, ["study", "run", str(spec), "--no-report"])
+    assert again.exit_code == 0 and "0 run here" in again.output and len(attempts(tmp_path)) == len(runs)
+
+
+def test_two_worker_processes_fill_one_study_without_running_a_cell_twice(tmp_path):
+    spec = tiny_study(tmp_path, epochs=20, seeds=(1, 2, 3))
+    r = run_study(spec, workers=2)
+    cells = expand(load_study_config(spec))
+    assert r.complete == r.cells == len(cells) == 3 + 3 * 2 * 3
+    runs = attempts(tmp_path)
+    assert sorted(x["cell"] for x in runs) == sorted(c.id for c in cells)
+    assert len({x["worker"] for x in runs}) >= 1
+    h = open_study(spec, create=False)
+    assert len(trials_table(h)) == len(cells)
+
+
+def test_a_killed_workers_trial_runs_again_and_is_journaled_once(tmp_path):
+    spec = tiny_study(tmp_path, epochs=400, seeds=(1,), alphas=(0.5,))  # a few seconds per cell
+    cmd = [sys.executable, "-m", "llmkt.cli", "study", "run", str(spec), "--no-report"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(attempts(tmp_path)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = attempts(tmp_path)[-1]["cell"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "1 stale re-run" in out.stdout
+    runs = attempts(tmp_path)
+    assert [x["cell"] for x in runs].count(killed) == 2  # killed once, run again
+    h = open_study(spec, create=False)
+    trials = trials_table(h)
+    assert len(trials) == len(expand(load_study_config(spec))) and list(trials["cell"]).count(killed) == 1
+    import optuna
+
+    complete = [t for t in h.optuna_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get("cell") == killed]
+    assert len(complete) == 1
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda s: s["grid"].update({"model.hiden": [3]}), "model.hiden: unknown key"),
+    (lambda s: s["grid"].update({"transfer.alpha": []}), "grid axis 'transfer.alpha' has no values"),
+    (lambda s: s.update(seeds=[]), "seeds"),
+    (lambda s: s["vectors"].update(llm={"profiles": "JOB"}), "does not exist; run `llmkt profiles generate`"),
+    (lambda s: s.update(engine={"storage": "sqlite:////nonexistent-dir/x/study.db"}), "cannot open this storage"),
+    (lambda s: s["vectors"].update(shuffled={"of": "nope", "control": "shuffle"}), "no variant 'nope'"),
+    (lambda s: s["transfer"].update(layer="user_embz"), "no layer of BPRMF matches 'user_embz'"),
+])
+def test_bad_specs_fail_before_any_training(tmp_path, edit, needle):
+    path = tiny_study(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"data": spec["run"]["data"], "backend": {"kind": "template"},
+                                   "store": str(tmp_path / "missing.sqlite")}))
+    edit(spec)
+    if spec["vectors"].get("llm", {}).get("profiles") == "JOB":
+        spec["vectors"]["llm"]["profiles"] = str(job)
+    path.write_text(yaml.safe_dump(spec))
+    out = CliRunner().invoke(main, ["study", "run", str(path)])
+    assert out.exit_code == 2, out.output
+    errors = [ln for ln in out.output.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], out.output
+    assert attempts(tmp_path) == []  # nothing trained
