@@ -207,7 +207,7 @@ def test_two_worker_processes_fill_one_study_without_running_a_cell_twice(tmp_pa
 
 
 def test_a_killed_workers_trial_runs_again_and_is_journaled_once(tmp_path):
-    spec = tiny_study(tmp_path, epochs=400, seeds=(1,), alphas=(0.5,))  # a few seconds per cell
+    spec = tiny_study(tmp_path, epochs=150, seeds=(1,), alphas=(0.5,))  # a second or two per cell
     cmd = [sys.executable, "-m", "llmkt.cli", "study", "run", str(spec), "--no-report"]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

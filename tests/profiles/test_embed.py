@@ -106,3 +106,28 @@ def test_minilm_encoder_real_weights(csv_folder, tmp_path):
     pv = export_vectors(cfg)
     np.testing.assert_allclose(np.linalg.norm(pv.vectors, axis=1), 1.0, rtol=1e-5)
     assert float(pv.vectors[0] @ pv.vectors[1]) < 0.9999  # two different profiles, two different vectors
+
+
+def test_long_texts_warn_or_are_chunked_and_averaged():
+    try:
+        import sentence_transformers  # noqa: F401
+    except ImportError:
+        pytest.skip("sentence-transformers not installed")
+    from llmkt.profiles.weights import weights_path
+
+    if not (weights_path("all-minilm-l6-v2").parent / ".verified").exists():
+        pytest.skip("all-minilm-l6-v2 not fetched")
+    from llmkt.errors import LLMKTWarning
+    from llmkt.profiles.embed import SentenceTransformerEncoder
+
+    long = " ".join(["dramas about war and family"] * 120)  # ~600 tokens > the 256-token window
+    texts = [long, "short comedies"]
+    cut = SentenceTransformerEncoder(threads=1)
+    with pytest.warns(LLMKTWarning, match=r"1 of 2 texts \(50.0%\) are longer than the encoder's window of 256"):
+        a = cut.encode(texts)
+    chunked = SentenceTransformerEncoder(threads=1, long_text="chunk_mean")
+    b = chunked.encode(texts)
+    assert chunked.encoder_id == "st:all-minilm-l6-v2:-:norm:chunk_mean" != cut.encoder_id
+    np.testing.assert_allclose(b[1], a[1], atol=1e-5)  # short texts: one window, the same vector
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(b[0], a[0], atol=1e-3)  # the long one averages its windows

@@ -59,6 +59,29 @@ def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | Non
         sys.exit(1)
 
 
+@profiles.command("import")
+@_CONFIG
+@_SET
+@_DATA
+@click.option("--file", "path", default=None, type=click.Path(dir_okay=False),
+              help="the profile file (same as --set backend.path=FILE)")
+@click.option("--source", default=None, help="who wrote them (same as --set backend.source=...)")
+def import_(config: str, overrides: tuple[str, ...], data_dir: str | None, path: str | None,
+            source: str | None) -> None:
+    """Store profiles written elsewhere (CSV or JSONL of id + text) for a job with backend.kind: import; they are
+    embedded, exported and leak-checked like generated ones."""
+    from llmkt.experiments.profiles import import_profiles_of
+
+    ov = _ov(overrides, data_dir) + ([f"backend.path={path}"] if path else []) + (
+        [f"backend.source={source}"] if source else [])
+    r = import_profiles_of(config, ov)
+    click.echo(f"store: {r.store}")
+    click.echo(f"users: {r.users}, already stored: {r.cached}, imported now: {r.generated}, without a profile in "
+               f"the file: {r.failed}, file ids that are no user of this job: {r.not_in_dataset}")
+    for e in r.errors[:5]:
+        click.echo(f"  missing: {e}", err=True)
+
+
 @profiles.command()
 @_CONFIG
 @_SET

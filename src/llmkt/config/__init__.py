@@ -52,7 +52,15 @@ class RatioSplit(Strict):
     test: float = Field(0.2, ge=0, lt=1)
 
 
-SplitConfig = Annotated[Union[LeaveOneOutSplit, GlobalTemporalSplit, RatioSplit], Field(discriminator="kind")]
+class GivenSplit(Strict):
+    kind: Literal["given"]
+    train: str = Field(..., description="file of training rows: user_id, item_id[, timestamp] (.csv or .tsv)")
+    valid: str = Field(..., description="file of validation rows, same columns")
+    test: str = Field(..., description="file of test rows, same columns")
+
+
+SplitConfig = Annotated[Union[LeaveOneOutSplit, GlobalTemporalSplit, RatioSplit, GivenSplit],
+                        Field(discriminator="kind")]
 
 
 class _TransformerConfig(Strict):

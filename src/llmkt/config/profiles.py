@@ -62,7 +62,17 @@ class TemplateConfig(Strict):
     top: int = Field(3, ge=1, description="how many genres / eras / words each line names")
 
 
-BackendConfig = Annotated[Union[LlamaCppConfig, OpenAIConfig, HFConfig, TemplateConfig], Field(discriminator="kind")]
+class ImportConfig(Strict):
+    kind: Literal["import"]
+    path: str = Field(..., description="CSV (header) or JSONL file with one profile per user")
+    source: str = Field(..., description="who wrote the profiles, e.g. 'gpt-3.5-turbo (RLMRec)': part of the "
+                                         "model id of every imported profile")
+    id_column: str = Field("user_id", description="column of the external user id")
+    text_column: str = Field("text", description="column of the profile text")
+
+
+BackendConfig = Annotated[Union[LlamaCppConfig, OpenAIConfig, HFConfig, TemplateConfig, ImportConfig],
+                          Field(discriminator="kind")]
 
 
 class GenerationConfig(Strict):
@@ -99,6 +109,9 @@ class EmbeddingConfig(Strict):
     batch_size: int = Field(32, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1)
+    long_text: Literal["truncate", "chunk_mean"] = Field(
+        "truncate", description="texts longer than the encoder's window: cut there (with a warning saying how many) "
+                                "or embed window by window and average (sentence_transformers)")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai kind only")
     api_key_env: str | None = "OPENAI_API_KEY"
 

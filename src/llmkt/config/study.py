@@ -33,6 +33,9 @@ class VariantConfig(Strict):
     of: str | None = Field(None, description="a control: the vectors of this other variant, shuffled or random")
     control: Literal["none", "shuffle", "random"] = "none"
     allow_other_dataset: bool = False
+    transfer: dict[str, Any] = Field(default_factory=dict, description="keys of the transfer section that differ "
+                                                                       "for this variant (a control inherits its "
+                                                                       "source's), e.g. {reducer: {method: none}}")
 
     @model_validator(mode="after")
     def _source(self):
@@ -63,10 +66,12 @@ class StudyConfig(Strict):
     transfer: dict[str, Any] = Field(default_factory=dict, description="the transfer section of transfer trials "
                                                                         "(vectors are set per variant)")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="config path -> values; a value may be a "
-                                                                          "whole section (model: [{name: neumf}])")
+                                       "whole section (model: [{name: neumf}]) or a bundle that sets several paths "
+                                       "({label: neumf, set: {model: {name: neumf}, training.epochs: 20}})")
     group_by: list[str] | None = Field(None, description="grid axes that make separate rows of the report (one "
                                                         "choice each); default: the axes under model")
-    vectors: dict[str, VariantConfig] = Field(default_factory=dict, description="variant name -> vectors")
+    vectors: dict[str, VariantConfig | None] = Field(default_factory=dict, description="variant name -> vectors "
+                                                     "(null leaves a variant out: --set vectors.llm=null)")
     seeds: list[int] = Field(..., min_length=1, description="training.seed of each repetition")
     metric: str | None = Field(None, description="validation metric of the choice; default: training.monitor "
                                                  "(AUC for click prediction)")
@@ -91,6 +96,11 @@ class StudyConfig(Strict):
 
     @model_validator(mode="after")
     def _variants(self):
+        dropped = {n for n, v in self.vectors.items() if v is None}
+        for name, var in list(self.vectors.items()):
+            if var is not None and var.of in dropped:
+                dropped.add(name)  # a control of a left-out variant goes with it
+        object.__setattr__(self, "vectors", {n: v for n, v in self.vectors.items() if n not in dropped})
         for name, var in self.vectors.items():
             if name == BASE:
                 raise ValueError(f"vectors: {BASE!r} is the base model, always present; name the variant otherwise")

@@ -4,6 +4,7 @@
 * ``global_temporal``: one timestamp boundary for everybody (quantiles of all timestamps), as in the
   sequential-distillation paper: train before the valid boundary, valid before the test boundary.
 * ``ratio``: per user, time-ordered 70/10/20 (LLM-KT), ratios configurable.
+* ``given``: three tables that name each interaction's part (a published split), validated.
 
 Order within a user is (timestamp, order): ties keep the file order. Every split guarantees, per user, that no
 valid or test interaction comes before a training one, and no test interaction before a valid one.
@@ -21,7 +22,7 @@ from llmkt.data import columns as C
 from llmkt.data.dataset import Dataset
 from llmkt.errors import DataError
 
-SplitKind = Literal["leave_one_out", "global_temporal", "ratio"]
+SplitKind = Literal["leave_one_out", "global_temporal", "ratio", "given"]
 
 
 @dataclass
@@ -141,3 +142,96 @@ def make_split(dataset: Dataset, kind: SplitKind, **params: Any) -> Split:
     if kind not in funcs:
         raise DataError(f"split.kind: unknown split {kind!r}; available: {sorted(funcs)}.")
     return funcs[kind](dataset, **params)
+
+
+def given_split(dataset: Dataset, parts: dict[str, pd.DataFrame], sources: dict[str, str] | None = None) -> Split:
+    """A split given as three tables (``train``, ``valid``, ``test``) of ``user_id, item_id[, timestamp]`` rows,
+    matched to the dataset's interactions on those columns.
+
+    Validated: every id is known to the dataset; no interaction is in two parts; where the parts carry timestamps,
+    no user's valid or test interaction comes before their last training one. Part rows that match no interaction
+    (removed by preprocessing) and interactions in no part are left out and counted (``params``). Valid/test users
+    without a training interaction are left out too (a model cannot rank for a user it has never seen).
+    """
+    sources = sources or {}
+    names = ("train", "valid", "test")
+    if set(parts) != set(names):
+        raise DataError(f"given split: expected the parts {list(names)}, got {sorted(parts)}.")
+    ts_given = all(C.TIMESTAMP in parts[n].columns for n in names)
+    keys = [C.UID, C.IID] + ([C.TIMESTAMP] if ts_given else [])
+    inter = _ordered(dataset)
+    index = inter[keys].copy()
+    index["_row"] = np.arange(len(inter))
+    if index.duplicated(keys).any():
+        first = inter[index.duplicated(keys, keep=False).to_numpy()].iloc[0]
+        raise DataError(f"given split: the dataset holds the interaction (user {first[C.USER]!r}, item "
+                        f"{first[C.ITEM]!r}{', time ' + str(first[C.TIMESTAMP]) if ts_given else ''}) more than once, "
+                        "so a part row cannot name one of them; keep duplicates out (data.duplicates: keep_last)"
+                        + ("" if ts_given else " or give timestamps in the part files") + ".")
+    rows: dict[str, np.ndarray] = {}
+    dropped = {}
+    for name in names:
+        df = parts[name]
+        src = sources.get(name, name)
+        missing = [c for c in (C.USER, C.ITEM) if c not in df.columns]
+        if missing:
+            raise DataError(f"given split: {src} has no column {missing}; columns: {list(df.columns)[:10]}.")
+        part = pd.DataFrame({C.UID: _ids(dataset.user_map, df[C.USER], src, C.USER),
+                             C.IID: _ids(dataset.item_map, df[C.ITEM], src, C.ITEM)})
+        if ts_given:
+            part[C.TIMESTAMP] = df[C.TIMESTAMP].to_numpy()
+            part = part.astype({C.TIMESTAMP: inter[C.TIMESTAMP].dtype}, errors="ignore")
+        matched = part.merge(index, on=keys, how="left")
+        rows[name] = matched["_row"].dropna().astype(np.int64).to_numpy()
+        dropped[name] = int(matched["_row"].isna().sum())
+    every = np.concatenate([rows[n] for n in names])
+    if len(np.unique(every)) != len(every):
+        values, counts = np.unique(every, return_counts=True)
+        r = inter.iloc[int(values[counts > 1][0])]
+        where = [n for n in names if (rows[n] == values[counts > 1][0]).any()]
+        raise DataError(f"given split: the parts overlap: (user {r[C.USER]!r}, item {r[C.ITEM]!r}) is in "
+                        f"{' and '.join(where) if len(where) > 1 else where[0] + ' twice'}; every interaction "
+                        "belongs to one part.")
+    frames = {n: inter.iloc[np.sort(rows[n])].reset_index(drop=True) for n in names}
+    train = frames["train"]
+    known = set(train[C.UID].unique())
+    cold = {n: int((~frames[n][C.UID].isin(known)).sum()) for n in ("valid", "test")}
+    for n in ("valid", "test"):
+        frames[n] = frames[n][frames[n][C.UID].isin(known)].reset_index(drop=True)
+    if ts_given:
+        last = train.groupby(C.UID)[C.TIMESTAMP].max()
+        for n in ("valid", "test"):
+            early = frames[n][frames[n][C.TIMESTAMP] < frames[n][C.UID].map(last)]
+            if len(early):
+                r = early.iloc[0]
+                raise DataError(f"given split: user {r[C.USER]!r} has a {n} interaction (item {r[C.ITEM]!r}, time "
+                                f"{r[C.TIMESTAMP]}) before their last training one ({last[r[C.UID]]}); "
+                                f"{len(early)} {n} row(s) like that. A split must not train on the future.")
+        first_test = frames["test"].groupby(C.UID)[C.TIMESTAMP].min()
+        late_valid = frames["valid"][frames["valid"][C.TIMESTAMP] > frames["valid"][C.UID].map(first_test)]
+        if len(late_valid):
+            r = late_valid.iloc[0]
+            raise DataError(f"given split: user {r[C.USER]!r} has a valid interaction (item {r[C.ITEM]!r}) after "
+                            "their first test one; validation must come before test.")
+    params = {**{n: sources.get(n, "<frame>") for n in names}, "rows": {n: len(frames[n]) for n in names},
+              "part_rows_not_in_dataset": dropped, "interactions_in_no_part": int(len(inter) - len(every)),
+              "cold_rows_dropped": cold, "ordered_by": "timestamp" if ts_given else "file order"}
+    return Split(dataset, train, frames["valid"], frames["test"], _cutoffs(dataset, train), "given", params)
+
+
+def _ids(id_map: Any, values: pd.Series, src: str, col: str) -> np.ndarray:
+    ext = values.to_numpy()
+    ref = id_map.external_ids
+    if len(ref) and np.issubdtype(np.asarray(ref).dtype, np.integer) and ext.dtype.kind in "UOT":
+        try:
+            ext = ext.astype(np.int64)
+        except ValueError:
+            pass
+    elif len(ref) and np.asarray(ref).dtype.kind in "UOT" and ext.dtype.kind in "iu":
+        ext = ext.astype(str)
+    out = id_map.to_internal(ext, unknown="zero")
+    if (out == 0).any():
+        i = int(np.flatnonzero(out == 0)[0])
+        raise DataError(f"given split: {src} line {i + 2}: {col} {values.iloc[i]!r} is not in the dataset "
+                        f"({int((out == 0).sum())} row(s) like that); the parts must use the dataset's ids.")
+    return out

@@ -155,13 +155,17 @@ class ProfileVectors:
                         ".parquet or .csv.")
 
 
+def _has_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
+        if not _has_pyarrow():
             raise DataError(f"{path}: reading .parquet needs pyarrow, which is not installed: pip install "
-                            "'llmkt[parquet]' (or save the vectors as .npz or .csv).") from None
+                            "'llmkt[parquet]' (or save the vectors as .npz or .csv).")
         try:
             return pd.read_parquet(path)
         except (OSError, ValueError) as e:

@@ -100,7 +100,10 @@ def evaluate_ranking(scorer: Scorer, history: pd.DataFrame, targets: pd.DataFram
                 seen = torch.from_numpy(_pad_rows(h_ptr, h_idx, batch))  # (B, S), 0 = padding -> col 0 already -inf
                 scores.scatter_(1, seen, -torch.inf)
             if p.kind == "full":
-                topk = torch.topk(scores, kmax, dim=1).indices.numpy()
+                k = min(kmax, scores.shape[1])  # a catalogue smaller than K: the list is shorter, padded with -1
+                topk = torch.topk(scores, k, dim=1).indices.numpy()
+                if k < kmax:
+                    topk = np.concatenate([topk, np.full((len(topk), kmax - k), -1, dtype=topk.dtype)], axis=1)
                 result = ranking_metrics(topk, relevant, p.ks, p.metrics)
             else:
                 result = _sampled_batch(scores.numpy(), relevant, p, rng, probs, n_items)

@@ -6,10 +6,15 @@ This is the one place where a ``data:``/``split:`` section or a ``VectorsConfig`
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from llmkt.config import RunConfig
-from llmkt.data import Dataset, Split, load_raw, make_split, preprocess
+from llmkt.data import Dataset, Split, given_split, load_raw, make_split, preprocess
+from llmkt.data import columns as C
+from llmkt.data.loaders import read_table
+from llmkt.errors import DataError
 from llmkt.data.vectors import ProfileVectors, check_dataset
 
 
@@ -23,8 +28,28 @@ def load_dataset(cfg: Any) -> Dataset:
 
 
 def split_dataset(cfg: Any, ds: Dataset) -> Split:
+    if cfg.split.kind == "given":
+        return given_split_of(cfg.split, ds)
     params = cfg.split.model_dump(exclude={"kind"})
     return make_split(ds, cfg.split.kind, **params)
+
+
+def given_split_of(s: Any, ds: Dataset) -> Split:
+    """``split: {kind: given, train: PATH, valid: PATH, test: PATH}``: the files read (tab-separated for .tsv),
+    validated against the dataset, their SHA-256 recorded in the split's params."""
+    parts, sources, digests = {}, {}, {}
+    for name in ("train", "valid", "test"):
+        path = Path(getattr(s, name)).expanduser()
+        if not path.is_file():
+            raise DataError(f"split.{name}: {path} does not exist.")
+        parts[name] = read_table(path, f"split {name}", required=(C.USER, C.ITEM),
+                                 expected="a header user_id,item_id[,timestamp] and one interaction per line",
+                                 sep="\t" if path.suffix in (".tsv", ".tab") else ",")
+        sources[name] = str(path)
+        digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    split = given_split(ds, parts, sources)
+    split.params["sha256"] = digests
+    return split
 
 
 def read_vectors(v: Any, split: Split | None = None, data_dir: str | None = None,

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from llmkt.config.profiles import EmbeddingConfig, ProfilesConfig, load_profiles_config
 from llmkt.data.splits import Split
 from llmkt.data.vectors import ProfileVectors
-from llmkt.errors import DataError
+from llmkt.errors import ConfigError, DataError
 from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.profiles.backends.base import Backend, GenerationSettings
 from llmkt.profiles.embed import (Encoder, OpenAIEncoder, SentenceTransformerEncoder, embed_records, encoder_id,
@@ -77,6 +77,8 @@ def backend_model_id(cfg: ProfilesConfig) -> str:
         from llmkt.profiles.backends.hf import hf_model_id
 
         return hf_model_id(b.model)
+    if b.kind == "import":
+        return f"import:{b.source}"
     return "template:v1"
 
 
@@ -100,6 +102,8 @@ def backend_factory(cfg: ProfilesConfig) -> Callable[[], Backend]:
         from llmkt.profiles.backends.hf import HFBackend
 
         return functools.partial(HFBackend, b.model, device=b.device, dtype=b.dtype, threads=b.threads)
+    if b.kind == "import":
+        raise ConfigError("backend.kind=import has no LLM to call: run `llmkt profiles import` with this job.")
     from llmkt.profiles.backends.template import TemplateBackend
 
     return functools.partial(TemplateBackend, top=b.top)
@@ -110,13 +114,21 @@ def make_backend(cfg: ProfilesConfig) -> Backend:
 
 
 def profile_job(cfg: ProfilesConfig, split: Split) -> ProfileJob:
-    p = cfg.prompt
-    template = cfg.backend.kind == "template"
+    p, b = cfg.prompt, cfg.backend
+    hashed, prompt_hash = None, None
+    if b.kind == "template":
+        hashed = {"top": b.top}
+    elif b.kind == "import":  # the file is the prompt: its hash and columns identify the profiles
+        from llmkt.profiles.imported import file_digest
+
+        if not Path(b.path).is_file():
+            raise ConfigError(f"backend.path: {b.path} does not exist.")
+        prompt_hash = file_digest(b.path)[:16]
+        hashed = {"id_column": b.id_column, "text_column": b.text_column}
     return ProfileJob.of(split, backend_model_id(cfg), PromptSpec(p.template, p.system, p.item_line, p.domain),
                          budget_of(cfg), settings_of(cfg), quality=QualityRules(**cfg.quality.model_dump()),
-                         uses_prompt=not template,
-                         hashed_settings={"top": cfg.backend.top} if template else None,
-                         empty_retries=cfg.generation.empty_retries)
+                         uses_prompt=b.kind not in ("template", "import"), hashed_settings=hashed,
+                         empty_retries=cfg.generation.empty_retries, prompt_hash=prompt_hash)
 
 
 def job_histories(cfg: ProfilesConfig) -> tuple[Split, list[UserHistory]]:
@@ -131,13 +143,15 @@ def job_histories(cfg: ProfilesConfig) -> tuple[Split, list[UserHistory]]:
 def make_encoder(cfg: EmbeddingConfig) -> Encoder:
     if cfg.kind == "sentence_transformers":
         return SentenceTransformerEncoder(cfg.model, prefix=cfg.prefix, normalize=cfg.normalize,
-                                          batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads)
+                                          batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,
+                                          long_text=cfg.long_text)
     return OpenAIEncoder(cfg.model, cfg.base_url, api_key_env=cfg.api_key_env, prefix=cfg.prefix,
                          normalize=cfg.normalize)
 
 
 def encoder_id_of(cfg: EmbeddingConfig) -> str:
-    return encoder_id(cfg.kind, cfg.model, cfg.prefix, cfg.normalize)
+    chunked = cfg.kind == "sentence_transformers" and cfg.long_text == "chunk_mean"
+    return encoder_id(cfg.kind, cfg.model, cfg.prefix, cfg.normalize) + (":chunk_mean" if chunked else "")
 
 
 # -- jobs -------------------------------------------------------------------------------------------------------------
@@ -145,6 +159,8 @@ def generate_profiles(config: ConfigLike = None, overrides: list[str] | None = N
                       retry_flagged: bool = False) -> GenerateReport:
     """Generate the missing profiles of a job (or regenerate the flagged ones) and return a report."""
     cfg = load_profiles_config(config, overrides)
+    if cfg.backend.kind == "import":
+        return import_profiles_of(cfg)
     split, histories = job_histories(cfg)
     job = profile_job(cfg, split)
     local = cfg.backend.kind in ("llamacpp", "hf")
@@ -152,6 +168,20 @@ def generate_profiles(config: ConfigLike = None, overrides: list[str] | None = N
                     workers=cfg.workers if local else 1,
                     concurrency=cfg.backend.concurrency if cfg.backend.kind == "openai" else 1,
                     progress=cfg.progress, retry_flagged=retry_flagged)
+
+
+def import_profiles_of(config: ConfigLike, overrides: list[str] | None = None) -> GenerateReport:
+    """``llmkt profiles import``: store the profiles of a ``backend: {kind: import, path, source}`` job's file."""
+    from llmkt.profiles.imported import import_profiles, read_profile_file
+
+    cfg = load_profiles_config(config, overrides)
+    b = cfg.backend
+    if b.kind != "import":
+        raise ConfigError(f"llmkt profiles import needs a job with backend.kind: import (path, source), not "
+                          f"{b.kind!r}; to generate with an LLM use `llmkt profiles generate`.")
+    split, histories = job_histories(cfg)
+    return import_profiles(profile_job(cfg, split), histories, cfg.store_path(),
+                           read_profile_file(b.path, b.id_column, b.text_column))
 
 
 def job_records(cfg: ProfilesConfig, store: ProfileStore) -> tuple[Split, list[ProfileRecord]]:

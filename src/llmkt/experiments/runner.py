@@ -52,7 +52,8 @@ class RunResult:
     model_info: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        out = {"dataset": self.config.data.name, "model": self.config.model.name, "split": self.split.kind,
+        out = {"dataset": self.split.dataset.name, "model": self.config.model.name, "split": self.split.kind,
+               "split_summary": self.split.summary(),
                "protocol": self.valid.protocol, "best_epoch": self.best_epoch,
                "valid": self.valid.metrics, "test": self.test.metrics if self.test is not None else None,
                "timings": self.timings,
@@ -131,7 +132,8 @@ def _label(cfg: RunConfig, role: str | None) -> str:
 
 def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = None,
           resume_from: str | Path | None = None, extra_callbacks: list[Callback] | None = None,
-          data: Dataset | None = None, role: str | None = None, evaluate_test: bool = True) -> RunResult:
+          data: Dataset | None = None, role: str | None = None, evaluate_test: bool = True,
+          split: Split | None = None) -> RunResult:
     """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``.
 
     With a ``transfer`` section, every check that needs no training runs first (:func:`check_transfer`), then the
@@ -140,7 +142,8 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
 
     A run that fails before it wrote a resumable checkpoint (``last.pt``) leaves no run folder behind; one that
     fails later keeps its folder for ``llmkt train --resume``. ``evaluate_test=False`` skips the test pass (a study
-    looks at test only for the points it chose on validation).
+    looks at test only for the points it chose on validation). ``split`` gives the split as an object (its dataset
+    is the run's data; the config's ``data``/``split`` sections are then only recorded, with the split's summary).
     """
     if isinstance(config, dict):
         cfg = validate_config(apply_overrides(dict(config), overrides or []))
@@ -150,19 +153,21 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     else:
         cfg = load_config(config, overrides)
     base: RunResult | None = None
+    if split is not None:
+        data = split.dataset
     if cfg.transfer is not None and resume_from is None:
         data = data if data is not None else load_dataset(cfg)  # load once for both runs
-        check_transfer(cfg, data)
+        check_transfer(cfg, data, split)
         if cfg.transfer.compare_base:
             raw = cfg.model_dump(mode="json")
             raw["transfer"] = None
             raw["output"]["name"] = f"{cfg.output.name}-base" if cfg.output.name else None
-            base = train(validate_config(raw), data=data, role="base")
+            base = train(validate_config(raw), data=data, role="base", split=split)
     run_dir = Path(resume_from).parent if resume_from and Path(resume_from).is_file() else \
         Path(resume_from) if resume_from else _run_dir(cfg)
     created = not run_dir.exists()
     try:
-        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role), evaluate_test)
+        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role), evaluate_test, split)
     except BaseException:
         # nothing resumable was written: do not leave a half-made folder behind (a folder with last.pt stays)
         if created and run_dir.exists() and not (run_dir / "last.pt").exists():
@@ -174,7 +179,7 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
 
 
 def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, extra_callbacks: list[Callback] | None,
-               data: Dataset | None, label: str, evaluate_test: bool = True) -> RunResult:
+               data: Dataset | None, label: str, evaluate_test: bool = True, given: Split | None = None) -> RunResult:
     t = cfg.training
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -182,7 +187,7 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     device = resolve_device(t.device)
     t0 = time.perf_counter()
     ds = data if data is not None else load_dataset(cfg)
-    split = split_dataset(cfg, ds)
+    split = given if given is not None else split_dataset(cfg, ds)
     t_data = time.perf_counter() - t0
     features = build_features(ds) if cfg.model.name in CTR_MODELS else None
     model, model_info = build_run_model(cfg, ds, split, features)
@@ -191,7 +196,11 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     batches = make_batches(model, split, cfg)
     protocol = protocol_of(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    header = ""
+    if given is not None:  # the split came as an object: record what it was beside the config that did not make it
+        header = "# split given in Python (llmkt.train(split=...)); the data/split sections below did not make it:\n"
+        header += "".join(f"#   {line}\n" for line in json.dumps(split.summary(), default=str).splitlines())
+    (run_dir / "config.yaml").write_text(header + dump_config(cfg))
 
     def validate(m: torch.nn.Module) -> EvalResult:
         return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device,

@@ -55,7 +55,16 @@ def _is_transfer_axis(axis: str) -> bool:
     return axis == "transfer" or axis.startswith("transfer.")
 
 
+def is_bundle(value: Any) -> bool:
+    """A grid value that sets several config paths at once: ``{label: neumf, set: {model: {...}, training.epochs:
+    20}}``."""
+    return isinstance(value, dict) and "set" in value and set(value) <= {"set", "label"} and \
+        isinstance(value["set"], dict)
+
+
 def _label(value: Any) -> str:
+    if is_bundle(value):
+        return str(value.get("label") or _label(value["set"]))
     if isinstance(value, dict):
         return ",".join(f"{k}={_label(v)}" for k, v in value.items())
     return str(value)
@@ -129,10 +138,16 @@ def cell_config(study: StudyConfig, cell: Cell, base_raw: dict[str, Any], trials
     if cell.variant == BASE:
         raw["transfer"] = None
     else:
-        raw["transfer"] = {**copy.deepcopy(study.transfer), "vectors": _vectors_section(study, cell.variant, cell.seed),
-                           "compare_base": False}
+        var = study.vectors[cell.variant]
+        patch = var.transfer or (study.vectors[var.of].transfer if var.of is not None else {})
+        raw["transfer"] = {**copy.deepcopy(study.transfer), **copy.deepcopy(patch),
+                           "vectors": _vectors_section(study, cell.variant, cell.seed), "compare_base": False}
     for axis, value in cell.point:
-        set_path(raw, axis.split("."), copy.deepcopy(value), f"grid axis {axis!r}")
+        if is_bundle(value):
+            for path, v in value["set"].items():
+                set_path(raw, str(path).split("."), copy.deepcopy(v), f"grid axis {axis!r}, {path!r}")
+        else:
+            set_path(raw, axis.split("."), copy.deepcopy(value), f"grid axis {axis!r}")
     set_path(raw, ["training", "seed"], cell.seed)
     set_path(raw, ["output", "dir"], str(trials_dir))
     set_path(raw, ["output", "name"], cell.name)

@@ -35,7 +35,7 @@ def setup_transfer(cfg: RunConfig, model: Recommender, split: Split, first_batch
                           cfg.training.epochs, cfg.training.seed, run_dir)
 
 
-def check_transfer(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
+def check_transfer(cfg: RunConfig, ds: Dataset, split: Split | None = None) -> dict[str, Any]:
     """Every check of a transfer run that needs no training, run before the base model trains: the vectors file
     exists, matches the dataset and covers its users; the layer resolves and runs on the training path; the
     reducer can produce the layer's width; the schedule's freeze globs match parameters. Returns what was found
@@ -44,7 +44,7 @@ def check_transfer(cfg: RunConfig, ds: Dataset) -> dict[str, Any]:
     from llmkt.data.features import build_features
     from llmkt.models.registry import CTR_MODELS
 
-    split = split_dataset(cfg, ds)
+    split = split if split is not None else split_dataset(cfg, ds)
     vectors = read_vectors(cfg.transfer.vectors, split, cfg.data.data_dir)
     features = build_features(ds) if cfg.model.name in CTR_MODELS else None
     with torch.random.fork_rng(devices=[]):  # building a throw-away model must not move the global random stream

@@ -47,7 +47,8 @@ class SentenceTransformerEncoder(Encoder):
     """A sentence-transformers model: a weights name (``llmkt weights list``), a local folder or a cached name."""
 
     def __init__(self, model: str = "all-minilm-l6-v2", *, prefix: str | None = "auto", normalize: bool = True,
-                 batch_size: int = 32, device: str = "auto", threads: int | None = None):
+                 batch_size: int = 32, device: str = "auto", threads: int | None = None,
+                 long_text: str = "truncate"):
         try:
             import torch
             from sentence_transformers import SentenceTransformer
@@ -64,12 +65,48 @@ class SentenceTransformerEncoder(Encoder):
         self.prefix = resolve_prefix(model, prefix)
         self.normalize = normalize
         self.batch_size = batch_size
-        self.encoder_id = encoder_id("sentence_transformers", model, prefix, normalize)
+        if long_text not in ("truncate", "chunk_mean"):
+            raise ConfigError(f"embedding.long_text: expected truncate or chunk_mean, got {long_text!r}.")
+        self.long_text = long_text
+        self.encoder_id = encoder_id("sentence_transformers", model, prefix, normalize) + (
+            ":chunk_mean" if long_text == "chunk_mean" else "")
+
+    def _encode(self, texts: list[str], normalize: bool) -> np.ndarray:
+        return np.asarray(self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=normalize,
+                                            show_progress_bar=False, convert_to_numpy=True), dtype=np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.model.encode([self.prefix + t for t in texts], batch_size=self.batch_size,
-                                            normalize_embeddings=self.normalize, show_progress_bar=False,
-                                            convert_to_numpy=True), dtype=np.float32)
+        """Vectors of ``texts``. Texts longer than the model's window (``max_seq_length`` tokens) are truncated
+        with a warning that says how many, or, with ``long_text="chunk_mean"``, embedded window by window and
+        averaged."""
+        import warnings
+
+        from llmkt.errors import LLMKTWarning
+
+        full = [self.prefix + t for t in texts]
+        window = int(self.model.max_seq_length)
+        tok = self.model.tokenizer
+        ids = tok(full, add_special_tokens=False)["input_ids"]
+        room = max(8, window - 2)  # [CLS] and [SEP]
+        long = [i for i, x in enumerate(ids) if len(x) > room]
+        if not long:
+            return self._encode(full, self.normalize)
+        if self.long_text == "truncate":
+            warnings.warn(f"embedding: {len(long)} of {len(texts)} texts ({len(long) / len(texts):.1%}) are longer "
+                          f"than the encoder's window of {window} tokens and are cut there; set embedding.long_text: "
+                          "chunk_mean to embed them window by window and average.", LLMKTWarning, stacklevel=2)
+            return self._encode(full, self.normalize)
+        pieces, owner = [], []
+        for i, x in enumerate(ids):
+            for start in range(0, max(1, len(x)), room):
+                pieces.append(tok.decode(x[start:start + room]))
+                owner.append(i)
+        vecs = self._encode(pieces, False)
+        owner = np.asarray(owner)
+        out = np.stack([vecs[owner == i].mean(0) for i in range(len(texts))]).astype(np.float32)
+        if self.normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
 
 
 class OpenAIEncoder(Encoder):

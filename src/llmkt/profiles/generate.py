@@ -69,11 +69,12 @@ class ProfileJob:
     @classmethod
     def of(cls, split: Split, model_id: str, prompt: PromptSpec, budget: Budget, settings: GenerationSettings, *,
            quality: QualityRules | None = None, uses_prompt: bool = True, hashed_settings: dict | None = None,
-           empty_retries: int = 2) -> "ProfileJob":
+           empty_retries: int = 2, prompt_hash: str | None = None) -> "ProfileJob":
         """The job of ``split``'s training histories; ``hashed_settings`` (default: ``settings``) is what the
-        settings part of the store key covers."""
+        settings part of the store key covers; ``prompt_hash`` replaces the prompt's (imported profiles: the
+        file's hash)."""
         domain = prompt.domain if prompt.domain != "auto" else detect_domain(split.dataset.items)
-        prompt_hash = prompt.load(domain).hash({"budget": budget.as_dict(), "domain": domain})
+        prompt_hash = prompt_hash or prompt.load(domain).hash({"budget": budget.as_dict(), "domain": domain})
         hashed = hashed_settings if hashed_settings is not None else settings.as_dict()
         settings_hash = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:16]
         split_desc = json.dumps({"kind": split.kind, **split.params}, sort_keys=True, default=str)
@@ -162,6 +163,7 @@ class GenerateReport:
     seconds: float = 0.0
     flagged: int = 0
     in_flight_elsewhere: int = 0  # users skipped because another process holds their lease
+    not_in_dataset: int = 0  # imported profiles whose id is no user of the job
     stored_elsewhere: int = 0  # users another process stored while this one was running
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
