@@ -1,4 +1,4 @@
-# One-command set-up: `make quickstart` (install + train/evaluate SASRec on ml-100k), `make test`.
+# One-command set-up: `make quickstart` (install + the main job: LLM profiles -> vectors -> a transfer study), `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 LLAMA_CPP ?= llama-cpp-python[server]==0.3.36
 TEST_WEIGHTS ?= smollm2-135m-instruct all-minilm-l6-v2
 
-.PHONY: install install-profiles quickstart test benchmark clean
+.PHONY: install install-profiles install-quickstart quickstart test benchmark clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,24 @@ $(BIN)/.installed-profiles: $(BIN)/.installed
 	$(BIN)/llmkt weights fetch $(TEST_WEIGHTS)
 	touch $@
 
+# The quickstart needs no LLM build: Optuna/pyarrow/matplotlib (study) and sentence-transformers (embed) + MiniLM.
+$(BIN)/.installed-quickstart: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[study,embed]'
+	$(BIN)/llmkt weights fetch all-minilm-l6-v2
+	touch $@
+
 install: $(BIN)/.installed
+
+install-quickstart: $(BIN)/.installed-quickstart
 
 install-profiles: $(BIN)/.installed-profiles
 
-quickstart: install
-	$(BIN)/llmkt train configs/sasrec_ml100k.yaml
+# The main job: the LLM profiles shipped in data/profiles/ are imported and embedded, then a study trains BPR-MF
+# with and without knowledge transfer and with the shuffled control, 3 seeds, and prints the report's table.
+quickstart: install-quickstart
+	$(BIN)/llmkt profiles import configs/profiles_ml100k_import.yaml
+	$(BIN)/llmkt profiles embed configs/profiles_ml100k_import.yaml
+	$(BIN)/llmkt study run configs/quickstart_study.yaml --workers 2
 
 test: install-profiles
 	LLMKT_REQUIRE_LLM=1 $(BIN)/python -m pytest -q

@@ -8,7 +8,8 @@ Profile vectors (all built from the ratio split's training part only):
 * ``template``: the no-LLM control (statistics of the training history), generated here if missing;
 * ``leak``: LEAK-BY-DESIGN genre histogram of each user's validation + test items, a diagnostic of the mechanism,
   never a result;
-* ``random``: Gaussian vectors of the template vectors' shape, the control every transfer row is read against;
+* ``random``: ``ProfileVectors.control('random')`` of the template vectors (each dimension's mean and std), the
+  control every transfer row is read against;
 * ``shuffled``: adds ``<kind>~shuffle`` rows for ``llm`` and ``template``: the same vectors, each user given another
   user's (``vectors.control: shuffle``), the control with the real vectors' distribution.
 Text vectors are embedded with all-MiniLM-L6-v2 and reduced by PCA (fitted on training users) to the layer width.
@@ -144,9 +145,9 @@ def build_vectors(dataset: str, ds, split, data_dir: str, kinds: list[str], tmp:
         text_vectors(profile_job(dataset, data_dir, {"kind": "template"},
                                  f"profiles/{dataset}-ratio-template.sqlite"), True, tmp, f"{dataset}-template")
     if "random" in kinds and not path["random"].exists():
-        pv = ProfileVectors.load(path["template"])
-        rnd = np.random.default_rng(0).normal(0, pv.vectors.std(), pv.vectors.shape)
-        ProfileVectors(pv.user_ids, rnd, {"source": "random control"}).save(path["random"])
+        # the library's one random control (per-dimension mean and std); the rows in docs/results.md before
+        # 2026-12-01 used N(0, one overall std) instead, see docs/results.md
+        ProfileVectors.load(path["template"]).control("random", 0).save(path["random"])
     if "leak" in kinds and not path["leak"].exists():
         genre_leak(split).save(path["leak"])
     if not path["items"].exists():

@@ -91,11 +91,12 @@ def main() -> None:
     held_users = np.unique(held[C.UID].to_numpy())
     vectors = {"leak": ProfileVectors(ids, leak, {"source": "LEAK-BY-DESIGN genre histogram of valid+test"}),
                "history": ProfileVectors(hids, hist, {"source": "genre histogram of training items"}),
-               "random": ProfileVectors(ids, rng.normal(0, leak.std(), leak.shape), {"source": "random"}),
+               # the library's one random control (per-dimension mean and std of the leak vectors)
+               "random": ProfileVectors(ids, leak, {}).control("random", 0),
                "leak_items": ProfileVectors(ds.user_map.to_external(held_users), item_leak[held_users],
                                             {"source": "LEAK-BY-DESIGN random codes of held-out items"}),
-               "random64": ProfileVectors(ds.user_map.to_external(held_users),
-                                          rng.normal(0, item_leak.std(), (len(held_users), 64)), {"source": "random"})}
+               "random64": ProfileVectors(ds.user_map.to_external(held_users), item_leak[held_users],
+                                          {}).control("random", 0)}
     paths = {k: v.save(tmp / f"{k}.npz") for k, v in vectors.items()}  # + leak_emb/emb_random per seed
 
     rows = []

@@ -30,7 +30,8 @@ from llmkt.experiments.study import Cell, cell_config, expand, open_study, run_s
 from tests.conftest import random_interactions  # noqa: E402
 
 
-def tiny_study(tmp: Path, *, epochs: int = 3, models=None, seeds=(1, 2), alphas=(0.1, 0.5), **extra) -> Path:
+def tiny_study(tmp: Path, *, epochs: int = 3, models=None, seeds=(1, 2), alphas=(0.1, 0.5), slices=None,
+               **extra) -> Path:
     data = tmp / "data"
     data.mkdir(parents=True, exist_ok=True)
     inter = random_interactions(n_users=30, n_items=40, per_user=12, seed=0)
@@ -40,7 +41,8 @@ def tiny_study(tmp: Path, *, epochs: int = 3, models=None, seeds=(1, 2), alphas=
         tmp / "llm.npz")
     spec = {"name": "tiny", "dir": str(tmp / "study"), "seeds": list(seeds),
             "run": {"data": {"name": "csv", "path": str(data)}, "model": {"name": "bprmf", "dim": 8},
-                    "training": {"epochs": epochs, "batch_size": 64, "progress": False, "device": "cpu"}},
+                    "training": {"epochs": epochs, "batch_size": 64, "progress": False, "device": "cpu"},
+                    **({"evaluation": {"slices": slices}} if slices else {})},
             "transfer": {"reducer": {"method": "pca"}},
             "grid": {"transfer.alpha": list(alphas), **({"model": models} if models else {})},
             "vectors": {"llm": {"path": str(tmp / "llm.npz")}, "shuffled": {"of": "llm", "control": "shuffle"},
@@ -142,7 +144,8 @@ def test_report_numbers_equal_a_hand_computed_table():
 
 def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
     spec = tiny_study(tmp_path, models=[{"name": "bprmf", "dim": 8}, {"name": "neumf", "gmf_dim": 4,
-                                                                      "mlp_dims": [8, 4], "n_negatives": 2}])
+                                                                      "mlp_dims": [8, 4], "n_negatives": 2}],
+                      slices={"user_history": [12], "item_popularity": None})
     out = CliRunner().invoke(main, ["study", "run", str(spec)])
     assert out.exit_code == 0, out.output
     runs = attempts(tmp_path)
@@ -186,12 +189,13 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
 
     parsed = Page()
     parsed.feed(page)
-    assert parsed.tags.count("table") == 2 and len(parsed.imgs) == 2
+    assert parsed.tags.count("table") == 3 and len(parsed.imgs) == 2  # results, slices, efficiency
+    assert "users <12 train" in parsed.cells and "## Slices" in md
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in parsed.imgs)
     assert "shuffled" in parsed.cells and "random" in parsed.cells
     # a second run does nothing: finished cells never run again
     again = CliRunner().invoke(main, ["study", "run", str(spec), "--no-report"])
-    assert again.exit_code == 0 and "0 run here" in again.output and len(attempts(tmp_path)) == len(runs)
+    assert again.exit_code == 0 and "(0 now" in again.output and len(attempts(tmp_path)) == len(runs)
 
 
 def test_two_worker_processes_fill_one_study_without_running_a_cell_twice(tmp_path):

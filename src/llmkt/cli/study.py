@@ -31,7 +31,7 @@ def run(spec: str, overrides: tuple[str, ...], storage: str | None, workers: int
     from llmkt.experiments.study import run_study
 
     r = run_study(spec, list(overrides), workers=workers, storage=storage)
-    click.echo(f"study {r.study}: {r.complete}/{r.cells} cells finished ({r.ran} run here, {r.enqueued} enqueued now"
+    click.echo(f"study {r.study}: {r.complete}/{r.cells} cells finished ({r.ran} now, {r.enqueued} enqueued now"
                f"{', ' + str(len(r.reaped)) + ' stale re-run' if r.reaped else ''}) in {r.seconds:.0f} s; "
                f"storage {r.storage}")
     for e in r.failed[:5]:

@@ -214,6 +214,20 @@ class TrainingConfig(Strict):
         return v
 
 
+class ColdItemsConfig(Strict):
+    share: float = Field(0.2, gt=0, le=1, description="share of the test items made cold")
+    keep: int = Field(0, ge=0, description="training interactions each cold item keeps (its earliest; 0: none)")
+    seed: int = 0
+
+
+class SlicesConfig(Strict):
+    item_popularity: tuple[float, float] | None = Field(
+        (0.2, 0.8), description="shares of items, most popular first, that end head and torso; null: no slice")
+    user_history: list[int] | None = Field(default_factory=lambda: [10, 50],
+                                           description="edges of users' training history lengths; null: no slice")
+    cold_items: ColdItemsConfig | None = Field(None, description="the cold-start protocol (changes training data)")
+
+
 class EvaluationConfig(Strict):
     ks: list[int] = Field(default_factory=lambda: [10, 20], min_length=1)
     metrics: list[Literal["NDCG", "Recall", "HR", "MRR", "Precision"]] = Field(
@@ -222,6 +236,8 @@ class EvaluationConfig(Strict):
     n_negatives: int = Field(100, ge=1, description="negatives per positive in the sampled protocol")
     sampler: Literal["uniform", "popularity"] = "uniform"
     exclude_seen: bool = True
+    slices: SlicesConfig | None = Field(None, description="test metrics per slice (items by popularity, users by "
+                                                          "history length, cold items); docs/evaluation.md")
 
     @field_validator("ks")
     @classmethod

@@ -9,7 +9,7 @@ from llmkt.errors import DataError
 from llmkt.training.checkpoint import load_checkpoint
 from llmkt.evaluation.ranking import EvalResult
 from llmkt.experiments.inputs import load_dataset, split_dataset
-from llmkt.experiments.runner import build_run_model, evaluate_model, protocol_of
+from llmkt.experiments.runner import build_run_model, evaluate_model, protocol_of, test_slices
 from llmkt.data.features import build_features
 from llmkt.models.registry import CTR_MODELS
 
@@ -46,5 +46,8 @@ def evaluate_run(run_dir: str | Path, stage: str = "test", *, allow_unfinished: 
     except (RuntimeError, TypeError, KeyError) as e:
         raise DataError(f"evaluate: {ckpt} does not fit the model of {run / 'config.yaml'} "
                         f"({str(e).splitlines()[0][:200]}); was config.yaml edited after training?") from None
-    return evaluate_model(model, split, stage, protocol_of(cfg), None, cfg.training.eval_batch_size,
-                          positive_rating=cfg.data.positive_rating)
+    result = evaluate_model(model, split, stage, protocol_of(cfg), None, cfg.training.eval_batch_size,
+                            positive_rating=cfg.data.positive_rating)
+    if stage == "test":
+        result.extra["slices"] = test_slices(cfg, model, split, result)
+    return result

@@ -7,6 +7,7 @@ This is the one place where a ``data:``/``split:`` section or a ``VectorsConfig`
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from llmkt.config import RunConfig
 from llmkt.data import Dataset, Split, given_split, load_raw, make_split, preprocess
 from llmkt.data import columns as C
 from llmkt.data.loaders import read_table
-from llmkt.errors import DataError
+from llmkt.errors import DataError, LLMKTError
 from llmkt.data.vectors import ProfileVectors, check_dataset
 
 
@@ -28,10 +29,19 @@ def load_dataset(cfg: Any) -> Dataset:
 
 
 def split_dataset(cfg: Any, ds: Dataset) -> Split:
+    """The split of a run config or profile job; a run's cold-start protocol (``evaluation.slices.cold_items``)
+    is applied here, so training, evaluation and ``llmkt evaluate`` see the same data."""
     if cfg.split.kind == "given":
-        return given_split_of(cfg.split, ds)
-    params = cfg.split.model_dump(exclude={"kind"})
-    return make_split(ds, cfg.split.kind, **params)
+        split = given_split_of(cfg.split, ds)
+    else:
+        split = make_split(ds, cfg.split.kind, **cfg.split.model_dump(exclude={"kind"}))
+    if isinstance(cfg, RunConfig) and cfg.evaluation.slices is not None and cfg.evaluation.slices.cold_items:
+        from llmkt.evaluation.slices import cold_items_split
+
+        c = cfg.evaluation.slices.cold_items
+        split, cold = cold_items_split(split, c.share, c.keep, c.seed)
+        split.params["cold_items"]["item_ids"] = ds.item_map.to_external(cold).tolist()
+    return split
 
 
 def given_split_of(s: Any, ds: Dataset) -> Split:
@@ -52,10 +62,62 @@ def given_split_of(s: Any, ds: Dataset) -> Split:
     return split
 
 
+_CACHE: dict[str, ProfileVectors] = {}
+_CACHE_SIZE = 8
+
+
+def _file_state(path: Path) -> list[Any]:
+    return [[str(p), p.stat().st_mtime_ns, p.stat().st_size] for p in (path, Path(str(path) + "-wal")) if p.exists()]
+
+
+def _split_fingerprint(split: Split | None) -> str:
+    if split is None:
+        return "-"
+    h = hashlib.sha256(json.dumps([split.dataset.name, split.kind, split.params], sort_keys=True,
+                                  default=str).encode())
+    for col in (C.UID, C.IID, C.TIMESTAMP):
+        h.update(split.train[col].to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _cache_key(v: Any, split: Split | None, data_dir: str | None) -> str | None:
+    """Sources that did not change since they were read give the same table: a key over the source's spec and
+    files' state and the split, or None when the source cannot be fingerprinted."""
+    try:
+        if v.profiles is not None:
+            from llmkt.config.profiles import load_profiles_config
+
+            job = load_profiles_config(v.profiles, ([f"data.data_dir={data_dir}"] if data_dir else []) +
+                                       list(v.profiles_set))
+            files = _file_state(job.store_path())
+        else:
+            files = _file_state(Path(v.path)) + (_file_state(Path(v.ids)) if v.ids else [])
+    except (OSError, LLMKTError):
+        return None
+    spec = v.model_dump(mode="json", exclude={"control", "control_seed", "allow_other_dataset"})
+    return json.dumps([spec, data_dir, files, _split_fingerprint(split)], sort_keys=True, default=str)
+
+
 def read_vectors(v: Any, split: Split | None = None, data_dir: str | None = None,
                  where: str = "transfer.vectors") -> ProfileVectors:
     """The table a ``VectorsConfig`` names (a file, or a profile store leak-checked against ``split``), refused when
-    its metadata names another dataset than the split's, with its control applied."""
+    its metadata names another dataset than the split's, with its control applied. A source read before in this
+    process, unchanged and for the same split, is not read again (a study reads one source for many trials)."""
+    key = _cache_key(v, split, data_dir)
+    if key is not None and key in _CACHE:
+        vectors = _CACHE[key]
+    else:
+        vectors = _read_source(v, split, data_dir)
+        if key is not None:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = vectors
+    if split is not None:
+        check_dataset(vectors, split.dataset.name, v.allow_other_dataset, where)
+    return vectors.control(v.control, v.control_seed)
+
+
+def _read_source(v: Any, split: Split | None, data_dir: str | None) -> ProfileVectors:
     if v.profiles is not None:
         from llmkt.experiments.profiles import export_vectors
 
@@ -64,9 +126,7 @@ def read_vectors(v: Any, split: Split | None = None, data_dir: str | None = None
         vectors = export_vectors(v.profiles, overrides, check_split=split, encoder_id=v.encoder)
     else:
         vectors = ProfileVectors.load(v.path, v.ids)
-    if split is not None:
-        check_dataset(vectors, split.dataset.name, v.allow_other_dataset, where)
-    return vectors.control(v.control, v.control_seed)
+    return vectors
 
 
 __all__ = ["RunConfig", "load_dataset", "read_vectors", "split_dataset"]

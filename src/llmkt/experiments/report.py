@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ def _controls(config) -> dict[str, str]:
 
 def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
     by_cell = trials.set_index("cell")
-    rows, per_user, seconds = [], {}, {}
+    rows, per_user, seconds, slices = [], {}, {}, []
     for c in choices:
         series = []
         for cid in cells[(c.group, c.variant)]:
@@ -64,11 +65,22 @@ def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
             rows.append({"group": c.group, "variant": c.variant, "seed": int(by_cell.loc[cid, "seed"]),
                          "value": float(test["metrics"][metric])})
             seconds.setdefault((c.group, c.variant), []).append(float(test.get("seconds", np.nan)))
+            for name, vals in (test.get("slices") or {}).items():
+                if metric in vals:
+                    slices.append({"group": c.group, "variant": c.variant, "slice": name, "value": vals[metric]})
             pu = pd.read_parquet(run_dir / "test_per_user.parquet")
             series.append(pu.set_index("uid")[metric])
         if series:
             per_user[(c.group, c.variant)] = pd.concat(series, axis=1).mean(axis=1)
-    return pd.DataFrame(rows), per_user, seconds
+    return pd.DataFrame(rows), per_user, seconds, pd.DataFrame(slices)
+
+
+def _slice_table(slices: pd.DataFrame) -> pd.DataFrame:
+    """Chosen points' test metric per slice, mean over seeds: one row per (group, slice), one column per variant."""
+    if slices.empty:
+        return slices
+    t = slices.groupby(["group", "slice", "variant"], sort=False)["value"].mean().unstack("variant")
+    return t.reset_index()
 
 
 def _figure_alpha(trials: pd.DataFrame, config, choices, out: Path) -> Path | None:
@@ -124,7 +136,9 @@ def _figure_losses(trials: pd.DataFrame, choices, cells, out: Path) -> Path | No
             mean = pd.concat(hist).groupby("epoch").mean(numeric_only=True)
             # L_model: logged beside L_kt in transfer epochs; in fine-tuning epochs the training loss is L_model
             l_model = mean["kt/L_model"].fillna(mean["train/loss"]) if "train/loss" in mean else mean["kt/L_model"]
-            line = ax.plot(mean.index, mean["kt/L_kt"], marker=".", label=f"{c.variant} L_kt")[0]
+            marker = "os^vDP*X"[len(ax.lines) // 2 % 8]  # distinct markers: variants with equal losses stay visible
+            line = ax.plot(mean.index, mean["kt/L_kt"], marker=marker, markersize=4, alpha=0.8,
+                           label=f"{c.variant} L_kt")[0]
             ax.plot(mean.index, l_model, linestyle="--", color=line.get_color(), label=f"{c.variant} L_model")
             active = mean["kt/active"].to_numpy() if "kt/active" in mean else np.array([])
             off = np.flatnonzero(active < 0.5)
@@ -155,6 +169,11 @@ def _efficiency(trials: pd.DataFrame, choices, cells, seconds) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _inline(text: str) -> str:
+    """Markdown-ish text as HTML: escaped, `code` spans as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _markdown_table(df: pd.DataFrame, cols: list[str], fmt: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in df.iterrows():
@@ -176,7 +195,8 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     trials = trials_table(h)
     choices, cells = chosen_cells(h, trials)
     metric = str(trials["metric"].dropna().iloc[0])
-    test, per_user, seconds = _test_inputs(trials, choices, cells, metric)
+    test, per_user, seconds, slices = _test_inputs(trials, choices, cells, metric)
+    slice_table = _slice_table(slices)
     table = report_table(choices, test, per_user, _controls(h.config), metric)
     out = Path(out_dir) if out_dir else h.folder / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +227,10 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     md = [f"# {h.config.name}", "", info, "", _markdown_table(table, cols, fmt), "", legend, ""]
     if base_notes:
         md += ["Base chosen:", *[f"- {n}" for n in base_notes], ""]
+    slice_cols = list(slice_table.columns)
+    if not slice_table.empty:
+        md += [f"## Slices (test {metric} of the chosen points, mean over seeds)", "",
+               _markdown_table(slice_table, slice_cols, {}), ""]
     md += ["## Efficiency (chosen points, mean over seeds)", "", _markdown_table(eff, eff_cols, eff_fmt), ""]
     for f in figures:
         md += [f"![{f.stem}]({f.name})", ""]
@@ -221,10 +245,13 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px;text-align:right}"
             "th{background:#f3f3f3}img{max-width:100%}</style></head><body>",
-            f"<h1>{html.escape(h.config.name)}</h1>", f"<p>{html.escape(info)}</p>",
-            _html_table(table, cols, fmt), f"<p>{html.escape(legend)}</p>"]
+            f"<h1>{html.escape(h.config.name)}</h1>", f"<p>{_inline(info)}</p>",
+            _html_table(table, cols, fmt), f"<p>{_inline(legend)}</p>"]
     if base_notes:
-        page.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in base_notes) + "</ul>")
+        page.append("<p>Base chosen:</p><ul>" + "".join(f"<li>{_inline(n)}</li>" for n in base_notes) + "</ul>")
+    if not slice_table.empty:
+        page += [f"<h2>Slices (test {html.escape(metric)} of the chosen points, mean over seeds)</h2>",
+                 _html_table(slice_table, slice_cols, {})]
     page += ["<h2>Efficiency (chosen points, mean over seeds)</h2>", _html_table(eff, eff_cols, eff_fmt)]
     page += [img(f) for f in figures]
     page.append("</body></html>")

@@ -50,6 +50,7 @@ class RunResult:
     transfer: dict[str, Any] | None = None
     base: "RunResult | None" = None
     model_info: dict[str, Any] = field(default_factory=dict)
+    slices: dict[str, dict[str, float]] | None = None  # test metrics per slice (evaluation.slices)
 
     def summary(self) -> dict[str, Any]:
         out = {"dataset": self.split.dataset.name, "model": self.config.model.name, "split": self.split.kind,
@@ -60,6 +61,8 @@ class RunResult:
                "run_dir": str(self.run_dir)}
         if self.model_info:
             out["model_info"] = self.model_info
+        if self.slices is not None:
+            out["test_slices"] = self.slices
         if self.transfer is not None:
             out["transfer"] = self.transfer
         if self.base is not None and self.test is not None and self.base.test is not None:
@@ -107,6 +110,30 @@ def evaluate_model(model: Recommender, split: Split, stage: str, protocol: Ranki
     model.eval()
     return evaluate_ranking(scorer, history, split.targets(stage), ds.n_users, ds.n_items, protocol,
                             batch_size=batch_size, stage=stage, user_ids=ds.user_map.external_ids)
+
+
+def test_slices(cfg: RunConfig, model: Recommender, split: Split, test: EvalResult,
+                device: torch.device | str = "cpu") -> dict[str, dict[str, float]] | None:
+    """Test metrics per slice as ``evaluation.slices`` asks (None without slices; ranking models only)."""
+    sl = cfg.evaluation.slices
+    if sl is None or model.kind == "ctr":
+        return None
+    from dataclasses import replace
+
+    import numpy as np
+
+    from llmkt.evaluation.slices import evaluate_slices
+
+    cold = None
+    if sl.cold_items is not None:
+        cold = split.dataset.item_map.to_internal(np.asarray(split.params["cold_items"]["item_ids"]))
+
+    def rank_with(targets):
+        return evaluate_model(model, replace(split, test=targets), "test", protocol_of(cfg), model.max_len,
+                              cfg.training.eval_batch_size, device, cfg.data.positive_rating)
+
+    return evaluate_slices(split, test, rank_with, item_popularity=sl.item_popularity,
+                           user_history=tuple(sl.user_history) if sl.user_history else None, cold=cold)
 
 
 def build_run_model(cfg: RunConfig, ds: Dataset, split: Split, features=None) -> tuple[Recommender, dict]:
@@ -237,12 +264,13 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     test = evaluate_model(model, split, "test", protocol, max_len, t.eval_batch_size, device,
                           cfg.data.positive_rating) if evaluate_test else None
     t_test = time.perf_counter() - t2
+    slices = test_slices(cfg, model, split, test, device) if test is not None else None
     epoch_s = sorted(h["epoch_seconds"] for h in trainer.history)
     timings = {"data_s": t_data, "train_s": t_train, "test_eval_s": t_test,
                "median_epoch_s": epoch_s[len(epoch_s) // 2] if epoch_s else 0.0,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     result = RunResult(cfg, run_dir, model, split, valid, test, trainer.history, trainer.best_epoch, timings,
-                       transfer_info, None, model_info)
+                       transfer_info, None, model_info, slices)
     if test is not None:
         test.per_user.to_csv(run_dir / "test_per_user.csv", index=False)
     return result

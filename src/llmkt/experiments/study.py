@@ -463,7 +463,7 @@ class RunReport:
     cells: int
     enqueued: int
     reaped: list[int]
-    ran: int
+    ran: int  # cells finished by this command (its workers), not by other machines' workers
     complete: int
     failed: list[str]
     seconds: float
@@ -487,9 +487,9 @@ def run_study(spec: str | Path | dict | StudyConfig, overrides: list[str] | None
         check_study(h.config, h.base_raw, h.cells, h.trials_dir)
     reaped = reap_stale(h)
     enqueued = enqueue_missing(h)
-    ran = 0
+    before = status(h)["complete"]
     if workers <= 1:
-        ran = work(h)
+        work(h)
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = mp.get_context("spawn")
@@ -509,8 +509,8 @@ def run_study(spec: str | Path | dict | StudyConfig, overrides: list[str] | None
     failed = [t.user_attrs.get("error", "")[:300] for t in h.optuna_study.get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.FAIL,)) if t.number not in reaped and t.user_attrs.get("error")]
     st = status(h)
-    return RunReport(h.config.name, h.folder, h.url, len(h.cells), enqueued, reaped, ran, st["complete"], failed,
-                     time.perf_counter() - t0)
+    return RunReport(h.config.name, h.folder, h.url, len(h.cells), enqueued, reaped, st["complete"] - before,
+                     st["complete"], failed, time.perf_counter() - t0)
 
 
 # -- the journal as a table, the choice, test of the chosen points ----------------------------------------------------
@@ -566,7 +566,8 @@ def evaluate_chosen(h: StudyHandle, trials, cells: dict[tuple[str, str], list[st
             seconds = time.perf_counter() - t0
             res.per_user.to_parquet(run_dir / "test_per_user.parquet", index=False)
             (run_dir / "test.json").write_text(json.dumps({"metrics": res.metrics, "protocol": res.protocol,
-                                                           "seconds": seconds}, indent=2))
+                                                           "seconds": seconds, "slices": res.extra.get("slices")},
+                                                          indent=2))
 
 
 def finalize(spec: str | Path | dict | StudyConfig, overrides: list[str] | None = None,

@@ -101,12 +101,13 @@ def training_histories(split: Split, users: Iterable[Any] | None = None) -> list
         keep = [c for c in ds.users.columns if c not in (C.USER, C.UID)]
         for row in ds.users[[C.UID, *keep]].itertuples(index=False):
             user_meta[int(row[0])] = {k: _plain(v) for k, v in zip(keep, row[1:])}
-    out = []
-    for uid_, g in df.groupby(C.UID, sort=True):
-        g = g.drop(columns=[C.UID]).reset_index(drop=True)
-        out.append(UserHistory(_plain(g[C.USER].iloc[0]), int(uid_), g.drop(columns=[C.USER]),
-                               user_meta.get(int(uid_), {})))
-    return out
+    df = df.reset_index(drop=True)
+    uids, ext = df[C.UID].to_numpy(), df[C.USER].to_numpy()
+    body = df.drop(columns=[C.UID, C.USER])
+    starts = np.r_[0, np.flatnonzero(np.diff(uids)) + 1] if len(df) else np.zeros(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(df)] if len(df) else starts
+    return [UserHistory(_plain(ext[a]), int(uids[a]), body.iloc[a:b].reset_index(drop=True),
+                        user_meta.get(int(uids[a]), {})) for a, b in zip(starts, ends)]
 
 
 def check_leak_free(records: Iterable[tuple[Any, list[list[Any]]]], split: Split) -> None:
