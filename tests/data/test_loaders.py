@@ -4,10 +4,12 @@ import pytest
 from llmkt.data import Dataset, load_raw, preprocess
 from llmkt.data.loaders import DatasetNotFoundError
 from llmkt.errors import DataError
+from tests.conftest import REPO
 
 
 def test_unknown_dataset_name_lists_available():
-    with pytest.raises(DataError, match=r"unknown dataset 'ml-20k'; available: \['amazon-beauty', 'csv'"):
+    with pytest.raises(DataError, match=r"unknown dataset 'ml-20k'; available: "
+                                        r"\['amazon-beauty', 'amazon-book-rlmrec', 'csv'"):
         load_raw("ml-20k", "/tmp")
 
 
@@ -67,3 +69,34 @@ def test_k_core_and_threshold_on_real_data(shared_data):
     df = preprocess(raw.interactions, min_rating=4, min_user_interactions=10, min_item_interactions=10)
     assert df["rating"].min() >= 4
     assert df["user_id"].value_counts().min() >= 10 and df["item_id"].value_counts().min() >= 10
+
+
+def test_amazon_book_rlmrec_with_its_given_split(shared_data):
+    if not (shared_data / "amazon-book-rlmrec" / "train.tsv").exists():
+        pytest.skip("amazon-book-rlmrec not in the shared data")
+    from llmkt.config import validate_config
+    from llmkt.experiments.inputs import load_dataset, split_dataset
+
+    cfg = validate_config({"data": {"name": "amazon-book-rlmrec", "data_dir": str(shared_data)},
+                           "split": {"kind": "given", "train": "{data}/train.tsv", "valid": "{data}/valid.tsv",
+                                     "test": "{data}/test.tsv"}})
+    ds = load_dataset(cfg)
+    assert (ds.n_users, ds.n_items, len(ds)) == (11000, 9332, 200860)
+    assert ds.items["text"].str.len().gt(0).all()  # every book has its GPT-3.5 profile as text
+    s = split_dataset(cfg, ds)
+    # the README's figures: 120,464 / 40,290 / 40,106 rows; 9,857 users with validation and 9,860 with test items
+    assert (len(s.train), len(s.valid), len(s.test)) == (120464, 40290, 40106)
+    assert (s.valid["uid"].nunique(), s.test["uid"].nunique()) == (9857, 9860)
+    assert s.params["sha256"]["train"] == "00762c0ecab714dd"
+
+
+def test_the_rlmrec_profiles_import_and_pass_the_leak_check(shared_data, tmp_path):
+    if not (shared_data / "amazon-book-rlmrec" / "user_profiles.csv").exists():
+        pytest.skip("amazon-book-rlmrec not in the shared data")
+    from llmkt.experiments.profiles import import_profiles_of, job_profiles
+
+    over = [f"data.data_dir={shared_data}", f"store={tmp_path / 's.sqlite'}", "users.limit=40", "progress=false"]
+    r = import_profiles_of(REPO / "configs" / "profiles_amazon_book_import.yaml", over)
+    assert (r.users, r.generated, r.failed) == (40, 40, 0)
+    recs = job_profiles(REPO / "configs" / "profiles_amazon_book_import.yaml", over)
+    assert recs[0].model_id == "import:gpt-3.5-turbo (RLMRec)" and recs[0].text.startswith("This user enjoys")

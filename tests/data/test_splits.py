@@ -94,7 +94,7 @@ def test_given_split_matches_rows_and_records_what_it_did(tiny_dataset):
 
     s = given_split(tiny_dataset, _parts(tiny_dataset), {"train": "tr.csv"})
     assert (len(s.train), len(s.valid), len(s.test)) == (6, 3, 3)
-    assert s.kind == "given" and s.params["train"] == "tr.csv" and s.params["ordered_by"] == "timestamp"
+    assert s.kind == "given" and s.params["files"]["train"] == "tr.csv" and s.params["ordered_by"] == "timestamp"
     assert sorted(s.test["item_id"]) == ["u", "v", "v"]
     assert s.cutoffs.set_index("user_id").loc["a", "cutoff_timestamp"] == 20
     no_time = {k: v.drop(columns="timestamp") for k, v in _parts(tiny_dataset).items()}

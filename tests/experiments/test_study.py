@@ -261,3 +261,14 @@ def test_bad_specs_fail_before_any_training(tmp_path, edit, needle):
     errors = [ln for ln in out.output.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], out.output
     assert attempts(tmp_path) == []  # nothing trained
+
+
+def test_a_journal_file_storage_works_like_sqlite(tmp_path):
+    spec = tiny_study(tmp_path, seeds=(1,), alphas=(0.5,))
+    url = f"journal:{tmp_path / 'shared' / 'study.log'}"
+    r = run_study(spec, storage=url)
+    assert r.complete == r.cells == 4 and (tmp_path / "shared" / "study.log").exists()
+    assert not (tmp_path / "study" / "study.db").exists()
+    out = CliRunner().invoke(main, ["study", "report", str(spec), "--storage", url])
+    assert out.exit_code == 0, out.output
+    assert "| all | llm |" in out.output

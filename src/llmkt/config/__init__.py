@@ -23,7 +23,8 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    name: str = Field("ml-100k", description="dataset name: ml-100k, ml-1m, ml-1m-half, amazon-beauty or csv")
+    name: str = Field("ml-100k", description="dataset name: ml-100k, ml-1m, ml-1m-half, amazon-beauty, "
+                                            "amazon-book-rlmrec or csv")
     data_dir: str | None = Field(None, description="data home; default $LLMKT_DATA, else ~/.cache/llmkt/data")
     path: str | None = Field(None, description="folder of this dataset's files (required for csv)")
     download: bool = False
@@ -54,7 +55,8 @@ class RatioSplit(Strict):
 
 class GivenSplit(Strict):
     kind: Literal["given"]
-    train: str = Field(..., description="file of training rows: user_id, item_id[, timestamp] (.csv or .tsv)")
+    train: str = Field(..., description="file of training rows: user_id, item_id[, timestamp] (.csv or .tsv); "
+                                        "{data} is the dataset's folder")
     valid: str = Field(..., description="file of validation rows, same columns")
     test: str = Field(..., description="file of test rows, same columns")
 

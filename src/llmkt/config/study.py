@@ -51,8 +51,6 @@ class EngineConfig(Strict):
     storage: str | None = Field(None, description="Optuna storage: a SQLAlchemy URL (sqlite:///..., "
                                                   "postgresql://...) or journal:PATH; default: sqlite in the study "
                                                   "folder")
-    sampler: Literal["grid", "tpe"] = Field("grid", description="grid: every cell once; tpe: n_trials sampled "
-                                                                "transfer points per (model, variant) (not yet)")
     heartbeat_s: float = Field(30.0, gt=0, description="a running trial records a heartbeat this often")
     grace_s: float = Field(120.0, gt=0, description="a running trial without heartbeat for this long is taken "
                                                     "for dead and re-run (a dead process on this host: at once)")

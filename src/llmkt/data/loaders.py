@@ -107,6 +107,7 @@ _REQUIRED_FILES = {
     "ml-1m": ["ratings.dat (or ratings.dat.gz)", "movies.dat"],
     "ml-1m-half": ["ratings.dat.gz (or ratings.dat)", "movies.dat"],
     "amazon-beauty": ["sequences.txt", "items.tsv"],
+    "amazon-book-rlmrec": ["train.tsv", "valid.tsv", "test.tsv", "items.tsv", "item_profiles.csv", "users.tsv"],
     "csv": ["interactions.csv", "items.csv (optional)", "users.csv (optional)"],
 }
 
@@ -297,6 +298,34 @@ def load_amazon_beauty(folder: Path, data_dir: Path) -> RawData:
     return RawData(inter, items, users_df, "amazon-beauty")
 
 
+def load_amazon_book_rlmrec(folder: Path, data_dir: Path) -> RawData:
+    """RLMRec's Amazon-book: ``train.tsv``, ``valid.tsv``, ``test.tsv`` (``user_id<TAB>item_id``, no time) as the
+    interactions in that order (the file order is the time order), ``items.tsv`` with each item's GPT-3.5 profile
+    from ``item_profiles.csv`` as its ``text`` field, ``users.tsv``. Its own split: ``split: {kind: given, train:
+    "{data}/train.tsv", valid: "{data}/valid.tsv", test: "{data}/test.tsv"}`` (``{data}`` = this folder)."""
+    name = "amazon-book-rlmrec"
+    parts = []
+    for part in ("train", "valid", "test"):
+        path = _need(folder, name, data_dir, f"{part}.tsv")
+        df = read_table(path, part, required=(C.USER, C.ITEM), sep="\t",
+                        expected="a header user_id<TAB>item_id and one interaction per line")
+        parts.append(df[[C.USER, C.ITEM]].astype(np.int64))
+    inter = pd.concat(parts, ignore_index=True)
+    inter[C.ORDER] = np.arange(len(inter), dtype=np.int64)
+    inter[C.TIMESTAMP] = inter[C.ORDER]
+    items = None
+    if (folder / "items.tsv").exists():
+        items = read_table(folder / "items.tsv", "items", required=(C.ITEM,), sep="\t")
+        prof = folder / "item_profiles.csv"
+        if prof.exists():
+            texts = pd.read_csv(prof, dtype={"profile_text": str}, keep_default_na=False)
+            texts = texts.rename(columns={"item_id_int": C.ITEM, "profile_text": "text"})[[C.ITEM, "text"]]
+            items = items.merge(texts, on=C.ITEM, how="left")
+    users = read_table(folder / "users.tsv", "users", required=(C.USER,), sep="\t") \
+        if (folder / "users.tsv").exists() else None
+    return RawData(inter, items, users, name)
+
+
 INTERACTIONS_CSV = ("a header line user_id,item_id[,timestamp][,rating] and one interaction per line "
                     "(timestamp: a number or an ISO date; rating: a number)")
 
@@ -329,6 +358,7 @@ _LOADERS: dict[str, Callable[[Path, Path], RawData]] = {
     "ml-1m": load_ml_1m,
     "ml-1m-half": lambda folder, data_dir: load_ml_1m(folder, data_dir, "ml-1m-half"),
     "amazon-beauty": load_amazon_beauty,
+    "amazon-book-rlmrec": load_amazon_book_rlmrec,
     "csv": load_csv_folder,
 }
 

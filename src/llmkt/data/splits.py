@@ -213,7 +213,7 @@ def given_split(dataset: Dataset, parts: dict[str, pd.DataFrame], sources: dict[
             r = late_valid.iloc[0]
             raise DataError(f"given split: user {r[C.USER]!r} has a valid interaction (item {r[C.ITEM]!r}) after "
                             "their first test one; validation must come before test.")
-    params = {**{n: sources.get(n, "<frame>") for n in names}, "rows": {n: len(frames[n]) for n in names},
+    params = {"files": {n: sources.get(n, "<frame>") for n in names}, "rows": {n: len(frames[n]) for n in names},
               "part_rows_not_in_dataset": dropped, "interactions_in_no_part": int(len(inter) - len(every)),
               "cold_rows_dropped": cold, "ordered_by": "timestamp" if ts_given else "file order"}
     return Split(dataset, train, frames["valid"], frames["test"], _cutoffs(dataset, train), "given", params)

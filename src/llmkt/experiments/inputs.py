@@ -32,7 +32,7 @@ def split_dataset(cfg: Any, ds: Dataset) -> Split:
     """The split of a run config or profile job; a run's cold-start protocol (``evaluation.slices.cold_items``)
     is applied here, so training, evaluation and ``llmkt evaluate`` see the same data."""
     if cfg.split.kind == "given":
-        split = given_split_of(cfg.split, ds)
+        split = given_split_of(cfg.split, ds, dataset_folder(cfg))
     else:
         split = make_split(ds, cfg.split.kind, **cfg.split.model_dump(exclude={"kind"}))
     if isinstance(cfg, RunConfig) and cfg.evaluation.slices is not None and cfg.evaluation.slices.cold_items:
@@ -44,12 +44,26 @@ def split_dataset(cfg: Any, ds: Dataset) -> Split:
     return split
 
 
-def given_split_of(s: Any, ds: Dataset) -> Split:
+def dataset_folder(cfg: Any) -> Path:
+    """The folder a run's dataset is read from (``data.path``, else ``<data home>/<name>``)."""
+    from llmkt.data.loaders import default_data_dir
+
+    d = cfg.data
+    if d.path:
+        return Path(d.path).expanduser()
+    return (Path(d.data_dir).expanduser() if d.data_dir else default_data_dir()) / d.name
+
+
+def given_split_of(s: Any, ds: Dataset, folder: Path | None = None) -> Split:
     """``split: {kind: given, train: PATH, valid: PATH, test: PATH}``: the files read (tab-separated for .tsv),
-    validated against the dataset, their SHA-256 recorded in the split's params."""
+    validated against the dataset, their SHA-256 recorded in the split's params. ``{data}`` in a path is the
+    dataset's folder."""
     parts, sources, digests = {}, {}, {}
     for name in ("train", "valid", "test"):
-        path = Path(getattr(s, name)).expanduser()
+        raw = getattr(s, name)
+        if "{data}" in raw and folder is not None:
+            raw = raw.replace("{data}", str(folder))
+        path = Path(raw).expanduser()
         if not path.is_file():
             raise DataError(f"split.{name}: {path} does not exist.")
         parts[name] = read_table(path, f"split {name}", required=(C.USER, C.ITEM),

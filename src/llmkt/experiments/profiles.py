@@ -121,9 +121,10 @@ def profile_job(cfg: ProfilesConfig, split: Split) -> ProfileJob:
     elif b.kind == "import":  # the file is the prompt: its hash and columns identify the profiles
         from llmkt.profiles.imported import file_digest
 
-        if not Path(b.path).is_file():
-            raise ConfigError(f"backend.path: {b.path} does not exist.")
-        prompt_hash = file_digest(b.path)[:16]
+        path = import_path(cfg)
+        if not path.is_file():
+            raise ConfigError(f"backend.path: {path} does not exist.")
+        prompt_hash = file_digest(path)[:16]
         hashed = {"id_column": b.id_column, "text_column": b.text_column}
     return ProfileJob.of(split, backend_model_id(cfg), PromptSpec(p.template, p.system, p.item_line, p.domain),
                          budget_of(cfg), settings_of(cfg), quality=QualityRules(**cfg.quality.model_dump()),
@@ -181,7 +182,14 @@ def import_profiles_of(config: ConfigLike, overrides: list[str] | None = None) -
                           f"{b.kind!r}; to generate with an LLM use `llmkt profiles generate`.")
     split, histories = job_histories(cfg)
     return import_profiles(profile_job(cfg, split), histories, cfg.store_path(),
-                           read_profile_file(b.path, b.id_column, b.text_column))
+                           read_profile_file(import_path(cfg), b.id_column, b.text_column))
+
+
+def import_path(cfg: ProfilesConfig) -> Path:
+    """The import backend's file; ``{data}`` in it is the dataset's folder."""
+    from llmkt.experiments.inputs import dataset_folder
+
+    return Path(cfg.backend.path.replace("{data}", str(dataset_folder(cfg)))).expanduser()
 
 
 def job_records(cfg: ProfilesConfig, store: ProfileStore) -> tuple[Split, list[ProfileRecord]]:
