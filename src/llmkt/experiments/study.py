@@ -27,6 +27,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -403,7 +404,7 @@ def run_cell(h: StudyHandle, cell: Cell, data_cache: dict[str, Any], metric: str
             "llmkt": llmkt.__version__, "commit": _git_commit(), "protocol": res.valid.protocol}
 
 
-def work(h: StudyHandle, *, max_trials: int | None = None) -> int:
+def work(h: StudyHandle, *, max_trials: int | None = None, progress: bool = True) -> int:
     """Pop waiting trials and run them until none is left; returns how many this worker ran."""
     optuna = _optuna()
     TS = optuna.trial.TrialState
@@ -445,6 +446,11 @@ def work(h: StudyHandle, *, max_trials: int | None = None) -> int:
                 trial.set_user_attr(k, v)
         h.optuna_study.tell(trial, out["value"])
         ran += 1
+        if progress:
+            st = status(h)
+            print(f"[study {h.config.name}] {st['complete']}/{st['cells']} cells: {cell.variant} "
+                  f"{point_of(h.config, cell)} [{group_of(h.config, cell)}] seed {cell.seed}: valid {out['metric']} "
+                  f"{out['value']:.4f} in {out['timings']['wall_s']:.0f} s", file=sys.stderr, flush=True)
     return ran
 
 

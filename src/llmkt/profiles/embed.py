@@ -59,6 +59,13 @@ class SentenceTransformerEncoder(Encoder):
 
         if threads:
             torch.set_num_threads(threads)
+        if not sys.stderr.isatty():  # no "Loading weights" bar frames in logs
+            try:
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:
+                pass
         source = str(fetch_weights(model)) if model in REGISTRY else model
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.model = SentenceTransformer(source, device=device)
