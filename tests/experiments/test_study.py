@@ -210,6 +210,49 @@ def test_two_worker_processes_fill_one_study_without_running_a_cell_twice(tmp_pa
     assert len(trials_table(h)) == len(cells)
 
 
+RACE = """
+import multiprocessing as mp, sys
+import optuna
+from llmkt.experiments.study import open_storage
+
+def pop(url, barrier, q):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="race", storage=open_storage(url))
+    barrier.wait()
+    got = []
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        got.append(study.ask().user_attrs.get("cell"))
+    q.put(got)
+
+if __name__ == "__main__":
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = sys.argv[1]
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    for i in range(40):
+        study.enqueue_trial({}, user_attrs={"cell": i})
+    ctx = mp.get_context("spawn")
+    barrier, q = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=pop, args=(url, barrier, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    got = [c for _ in procs for c in q.get() if c is not None]
+    for p in procs:
+        p.join()
+    print(sorted(got))
+"""
+
+
+def test_workers_popping_at_once_take_each_waiting_trial_once(tmp_path):
+    # Python's sqlite3 starts a transaction only at the first write: without BEGIN IMMEDIATE four processes
+    # popped 43-50 trials for 40 waiting ones (a cell trained twice into one folder)
+    script = tmp_path / "race.py"
+    script.write_text(RACE)
+    out = subprocess.run([sys.executable, str(script), f"sqlite:///{tmp_path / 'race.db'}"], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == list(range(40))
+
+
 def test_a_killed_workers_trial_runs_again_and_is_journaled_once(tmp_path):
     spec = tiny_study(tmp_path, epochs=150, seeds=(1,), alphas=(0.5,))  # a second or two per cell
     cmd = [sys.executable, "-m", "llmkt.cli", "study", "run", str(spec), "--no-report"]

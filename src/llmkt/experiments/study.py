@@ -177,12 +177,37 @@ def open_storage(url: str):
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        if url.startswith("sqlite"):
+            _serialize_sqlite(storage.engine)
+        return storage
     except Exception as e:  # noqa: BLE001 - SQLAlchemy raises many kinds; all mean "cannot use this storage"
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise ConfigError(f"engine.storage {url!r}: cannot open this storage ({type(e).__name__}: {first}). Check "
                           "the URL, that the database server is reachable, and that its driver is installed "
                           "(e.g. psycopg2 for postgresql://).") from None
+
+
+def _serialize_sqlite(engine: Any) -> None:
+    """Make every SQLite transaction take the write lock at its start (``BEGIN IMMEDIATE``).
+
+    Python's sqlite3 driver opens a transaction only at the first write, so Optuna's "read the trial, it is
+    WAITING, set it RUNNING" runs its read outside any lock: two workers could both pop the same waiting trial and
+    train one cell twice into one run folder (measured: 7-10 of 40 trials popped twice by 4 processes). With the
+    lock taken first, the second worker reads RUNNING and moves on. PostgreSQL does this with Optuna's
+    ``SELECT ... FOR UPDATE``; the journal storage orders its log. SQLAlchemy's documented recipe for pysqlite.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # the driver issues no BEGIN of its own
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners (schema set-up) are not reused
 
 
 def _spec_hash(study: StudyConfig, base_raw: dict[str, Any]) -> str:
