@@ -31,26 +31,15 @@ import pandas as pd
 
 import llmkt
 from llmkt.data import columns as C
-from llmkt.data.loaders import ML100K_GENRES
+from llmkt.data import features
 from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.data.vectors import ProfileVectors
 
 
 def genre_histograms(split, frame) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised genre histogram of the items in ``frame`` per user (external ids, matrix)."""
-    items = split.dataset.items.set_index(C.IID)["genres"]
-    g = {name: i for i, name in enumerate(ML100K_GENRES)}
-    onehot = np.zeros((split.dataset.n_items + 1, len(g)), dtype=np.float32)
-    for iid, genres in items.items():
-        for name in str(genres).split("|"):
-            if name in g:
-                onehot[iid, g[name]] = 1.0
+    """External ids of the users in ``frame`` and their rows of the library's genre histogram."""
     users = np.unique(frame[C.UID].to_numpy())
-    hist = np.zeros((split.dataset.n_users + 1, len(g)), dtype=np.float32)
-    np.add.at(hist, frame[C.UID].to_numpy(), onehot[frame[C.IID].to_numpy()])
-    hist = hist[users]
-    hist /= np.maximum(hist.sum(1, keepdims=True), 1.0)
-    return split.dataset.user_map.to_external(users), hist
+    return split.dataset.user_map.to_external(users), features.genre_histograms(split.dataset, frame)[users]
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """What do profile vectors know about their users? A diagnostic to read the transfer results against.
 
-For each vector file (cf_ctr_results.py writes them to runs/cf_ctr_vectors/) on the ratio split of a dataset:
+For each vector file (`llmkt profiles export` of a ratio-split profile job, or benchmarks/genre_vectors.py) on the
+ratio split of a dataset:
 
 * **spread**: participation ratio of the covariance spectrum, (sum λ)² / sum λ², and the number of principal
   directions that hold 90 % of the variance. Few directions = vectors that say little about who the user is.
@@ -21,7 +22,7 @@ The ridge penalty is chosen per row from a fixed grid by the same cross-validati
 for every row). Nothing here trains a recommender; it runs in seconds.
 
     python benchmarks/vector_probe.py --data-dir ../shared/data --dataset ml-100k \
-        --vectors runs/cf_ctr_vectors/ml-100k-{llm,template,random}.npz --out benchmarks/results/vector_probe_ml-100k.json
+        --vectors runs/vectors/ml-100k-{llm,template,random}.npz --out benchmarks/results/vector_probe_ml-100k.json
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.profiles.store import ProfileStore
 from llmkt.data.vectors import ProfileVectors
 
-from cf_ctr_results import genre_histograms, genre_vocab  # same folder
+from llmkt.data.features import genre_histograms, genre_vocab
 
 PENALTIES = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
 
@@ -100,7 +101,7 @@ def named_genres(text: str, genres: list[str]) -> set[str] | None:
 def genre_naming(store: str, split, past: np.ndarray, k: int = 4) -> dict:
     """Recall/precision of the genres a store's profiles name against each user's top-k training genres."""
     ds = split.dataset
-    names = genre_vocab(split)  # the columns of `past`
+    names = genre_vocab(split.dataset)  # the columns of `past`
     genres = [g for g in names if g != "unknown"]
     with ProfileStore(store, create=False) as st:
         rows = [(r.external_user, r.text) for r in st.records(dataset=ds.name)]
@@ -146,8 +147,8 @@ def main() -> None:
     cfg = llmkt.load_config(None, [f"data.data_dir={args.data_dir}", f"data.name={args.dataset}", "split.kind=ratio"])
     split = split_dataset(cfg, load_dataset(cfg))
     ds = split.dataset
-    past = genre_histograms(split, split.train).astype(np.float64)
-    future = genre_histograms(split, pd.concat([split.valid, split.test])).astype(np.float64)
+    past = genre_histograms(split.dataset, split.train).astype(np.float64)
+    future = genre_histograms(split.dataset, pd.concat([split.valid, split.test])).astype(np.float64)
     users = np.arange(1, ds.n_users + 1)
     inter = np.zeros((ds.n_users + 1, ds.n_items + 1), dtype=np.float32)
     inter[split.train[C.UID].to_numpy(), split.train[C.IID].to_numpy()] = 1.0

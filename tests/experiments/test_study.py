@@ -156,8 +156,8 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
     assert len(base_runs) == 4  # one per (model, seed), shared by the three variants
     h = open_study(spec, create=False)
     trials = trials_table(h)
-    assert len(trials) == len(cells) and set(trials["group"]) == {"name=bprmf,dim=8",
-                                                                   "name=neumf,gmf_dim=4,mlp_dims=[8, 4],n_negatives=2"}
+    assert len(trials) == len(cells) and set(trials["group"]) == {"bprmf,dim=8",
+                                                                   "neumf,gmf_dim=4,mlp_dims=[8, 4],n_negatives=2"}
     # journal fields of a transfer trial
     row = trials[trials["variant"] == "llm"].iloc[0]
     assert row["transfer"]["layer"] == "user_emb" and row["transfer"]["vectors_meta"]["dataset"] == "csv"
@@ -315,3 +315,81 @@ def test_a_journal_file_storage_works_like_sqlite(tmp_path):
     out = CliRunner().invoke(main, ["study", "report", str(spec), "--storage", url])
     assert out.exit_code == 0, out.output
     assert "| all | llm |" in out.output
+
+
+def test_a_variant_added_later_runs_only_its_cells_and_a_changed_one_is_refused(tmp_path):
+    path = tiny_study(tmp_path, seeds=(1,), alphas=(0.5,))
+    spec = yaml.safe_load(path.read_text())
+    first = dict(spec, vectors={"llm": spec["vectors"]["llm"]})
+    path.write_text(yaml.safe_dump(first))
+    assert run_study(path).complete == 2  # base + llm
+    path.write_text(yaml.safe_dump(spec))  # + shuffled and random: two new cells, the base is not trained again
+    r = run_study(path)
+    assert (r.complete, r.cells) == (4, 4)
+    assert sorted(x["name"].split("-s")[0] for x in attempts(tmp_path)) == ["llm", "none", "random", "shuffled"]
+    for edit, needle in [(lambda s: s["vectors"]["llm"].update(transfer={"dynamic_beta": True}), "variant(s) ['llm']"),
+                         (lambda s: s["transfer"].update(dynamic_beta=True), "another base run or transfer section"),
+                         (lambda s: s["run"]["training"].update(lr=0.5), "another base run or transfer section")]:
+        changed = yaml.safe_load(yaml.safe_dump(spec))
+        edit(changed)
+        path.write_text(yaml.safe_dump(changed))
+        out = CliRunner().invoke(main, ["study", "run", str(path)])
+        assert out.exit_code == 2 and needle in out.output, out.output
+    assert len(attempts(tmp_path)) == 4
+
+
+def test_kar_variants_take_the_knowledge_as_input_and_skip_the_transfer_axes(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    inter = random_interactions(n_users=40, n_items=30, per_user=10, seed=0)
+    inter.to_csv(data / "interactions.csv", index=False)
+    rng = np.random.default_rng(0)
+    users = np.asarray(inter["user_id"].unique(), dtype=str)
+    items = np.asarray(inter["item_id"].unique(), dtype=str)
+    ProfileVectors(users, rng.normal(size=(len(users), 8)), {"dataset": "csv"}).save(tmp_path / "u.npz")
+    ProfileVectors(items, rng.normal(size=(len(items), 8)), {"dataset": "csv"}).save(tmp_path / "i.npz")
+    spec = {"name": "ctr", "dir": str(tmp_path / "study"), "seeds": [1],
+            "run": {"data": {"name": "csv", "path": str(data), "positive_rating": 3}, "split": {"kind": "ratio"},
+                    "model": {"name": "dcn", "embed_dim": 4, "hidden": [8]},
+                    "training": {"epochs": 2, "batch_size": 32, "progress": False, "device": "cpu"}},
+            "transfer": {"reducer": {"method": "pca"}},
+            "grid": {"transfer.alpha": [0.1, 0.5]},
+            "vectors": {"kar": {"path": str(tmp_path / "u.npz"), "use": "kar",
+                                "kar": {"item_knowledge": {"path": str(tmp_path / "i.npz")}, "expert_hidden": 8}},
+                        "kar_shuffled": {"of": "kar", "control": "shuffle"},
+                        "llm": {"path": str(tmp_path / "u.npz")}}}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    cells = expand(load_study_config(path))
+    assert [(c.variant, c.point) for c in cells] == [
+        ("none", ()), ("kar", ()), ("kar_shuffled", ()),
+        ("llm", (("transfer.alpha", 0.1),)), ("llm", (("transfer.alpha", 0.5),))]
+    study = load_study_config(path)
+    base_raw = study.base_run()
+    kar = cell_config(study, cells[2], base_raw, tmp_path / "t")
+    assert kar.transfer is None and kar.model.name == "kar" and kar.model.backbone.name == "dcn"
+    assert kar.model.user_knowledge.control == "shuffle" and kar.model.expert_hidden == 8
+    assert cell_config(study, cells[3], base_raw, tmp_path / "t").model.name == "dcn"
+    r = run_study(path)
+    assert r.complete == r.cells == 5
+    out = CliRunner().invoke(main, ["study", "report", str(path)])
+    assert out.exit_code == 0, out.output
+    assert "| all | kar |" in out.output and "| all | kar_shuffled |" in out.output
+    bad = dict(spec, vectors={"kar": {**spec["vectors"]["kar"], "transfer": {"alpha": 0.5}}})
+    path.write_text(yaml.safe_dump(bad))
+    out = CliRunner().invoke(main, ["study", "run", str(path)])
+    assert out.exit_code == 2 and "KAR variant trains without knowledge transfer" in out.output
+
+
+STUDY_FILES = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=[p.stem for p in STUDY_FILES])
+def test_every_benchmark_study_file_expands_to_valid_run_configs(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(path.parents[2])
+    study = load_study_config(path)
+    cells = expand(study)
+    base_raw = study.base_run(path.parent)
+    configs = [cell_config(study, c, base_raw, tmp_path) for c in cells]
+    assert len(configs) == len(cells) > 0 and len({c.id for c in cells}) == len(cells)
+    assert {c.training.seed for c in configs} == set(study.seeds)

@@ -38,6 +38,18 @@ def test_feature_tables(ds):
     assert ft.n_fields == 5
 
 
+def test_genre_histograms_are_normalised_per_user_in_vocabulary_order(ds):
+    from llmkt.data.features import genre_histograms, genre_vocab
+
+    assert genre_vocab(ds) == ["Comedy", "Drama", "War"]
+    hist = genre_histograms(ds, ds.interactions)
+    uid = ds.user_map.to_internal([1, 2, 3])
+    # user 1: items 10 (Drama, War) and 11 (Comedy); user 2: 10 and 12 (no genre); user 3: 11 and 12
+    assert hist.dtype == np.float32
+    np.testing.assert_allclose(hist[uid], [[1 / 3, 1 / 3, 1 / 3], [0, 0.5, 0.5], [1, 0, 0]], rtol=1e-6)
+    assert hist.shape == (4, 3) and hist[0].tolist() == [0, 0, 0]
+
+
 def test_deepfm_fm_term_matches_pairwise_sum(ds):
     torch.manual_seed(0)
     m = DeepFM(ds.n_items, ds.n_users, embed_dim=4, hidden=[8], features=build_features(ds)).eval()

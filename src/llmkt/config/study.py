@@ -30,6 +30,11 @@ class VariantConfig(Strict):
     profiles_set: list[str] = Field(default_factory=list, description="--set overrides for that profile job, "
                                                                       "e.g. [backend.kind=template]")
     encoder: str | None = None
+    use: Literal["transfer", "kar"] = Field("transfer", description="transfer: the auxiliary loss of knowledge "
+                                            "transfer (the grid's transfer.* axes apply); kar: the vectors as KAR's "
+                                            "user knowledge input around the run's click-prediction model")
+    kar: dict[str, Any] = Field(default_factory=dict, description="with use: kar, keys of the KAR model section "
+                                                                   "(n_shared, n_specific, item_knowledge, ...)")
     of: str | None = Field(None, description="a control: the vectors of this other variant, shuffled or random")
     control: Literal["none", "shuffle", "random"] = "none"
     allow_other_dataset: bool = False
@@ -44,6 +49,10 @@ class VariantConfig(Strict):
             raise ValueError("give exactly one of path, profiles or of (a control of another variant)")
         if self.of is not None and self.control == "none":
             raise ValueError("a variant 'of' another one is a control: set control: shuffle or random")
+        if self.use == "kar" and self.transfer:
+            raise ValueError("a KAR variant trains without knowledge transfer: drop its transfer keys")
+        if self.use != "kar" and self.kar:
+            raise ValueError("kar keys need use: kar")
         return self
 
 

@@ -91,3 +91,25 @@ def build_features(ds: Dataset) -> FeatureTables:
             cols.append(col)
     ft.user_codes = _stack(cols, n_u)
     return ft
+
+
+def genre_vocab(ds: Dataset) -> list[str]:
+    """The dataset's genres sorted by name: the columns of :func:`genre_histograms` (one list everywhere)."""
+    if ds.items is None or "genres" not in ds.items.columns:
+        raise ValueError(f"dataset {ds.name!r} has no item genres")
+    return sorted({g for gs in ds.items["genres"].fillna("").astype(str) for g in gs.split("|") if g})
+
+
+def genre_histograms(ds: Dataset, frame: pd.DataFrame) -> np.ndarray:
+    """``(n_users + 1, n_genres)`` float32: per internal user id, the normalised genre histogram of ``frame``'s
+    items (columns in :func:`genre_vocab` order; a user without rows in ``frame`` gets zeros). The no-LLM
+    reference the vector probes and the leak-by-design diagnostics are built from."""
+    vocab = {g: i for i, g in enumerate(genre_vocab(ds))}
+    onehot = np.zeros((ds.n_items + 1, len(vocab)), dtype=np.float32)
+    for iid, gs in zip(ds.items[C.IID].to_numpy(), ds.items["genres"].fillna("").astype(str)):
+        for g in gs.split("|"):
+            if g:
+                onehot[iid, vocab[g]] = 1.0
+    hist = np.zeros((ds.n_users + 1, len(vocab)), dtype=np.float32)
+    np.add.at(hist, frame[C.UID].to_numpy(), onehot[frame[C.IID].to_numpy()])
+    return hist / np.maximum(hist.sum(1, keepdims=True), 1.0)

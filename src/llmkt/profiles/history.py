@@ -110,6 +110,12 @@ def training_histories(split: Split, users: Iterable[Any] | None = None) -> list
                         user_meta.get(int(uids[a]), {})) for a, b in zip(starts, ends)]
 
 
+def _seen(split: Split, profiled: Any, other: Any) -> str:
+    if split.params.get("entity") == "item":  # Split.by_item(): the profiled id is an item
+        return f"item {profiled!r} was written from user {other!r}'s interaction"
+    return f"user {profiled!r} saw item {other!r}"
+
+
 def check_leak_free(records: Iterable[tuple[Any, list[list[Any]]]], split: Split) -> None:
     """Raise :class:`LeakError` if any ``(user_id, keys)`` pair holds an interaction outside ``split.train``.
 
@@ -136,6 +142,6 @@ def check_leak_free(records: Iterable[tuple[Any, list[list[Any]]]], split: Split
     where = "the test part" if probe in test else "the validation part" if probe in valid else "no part of this split"
     raise LeakError(
         f"{n_bad_users} profile(s) were built from interactions outside the training part of this "
-        f"{split.kind} split; e.g. user {user_id!r} saw item {k[0]!r} at timestamp {k[1]}, which is in {where}. "
+        f"{split.kind} split; e.g. {_seen(split, user_id, k[0])} at timestamp {k[1]}, which is in {where}. "
         "Using them would leak evaluation data into training. Regenerate the profiles from this split "
         "(`llmkt profiles generate` with the same data and split sections).")

@@ -98,7 +98,7 @@ def import_profiles(job: ProfileJob, histories: list[UserHistory], store_path: s
             if text is None:
                 report.failed += 1
                 if len(report.errors) < 20:
-                    report.errors.append(f"user {h.user_id!r}: no profile in {profiles.path.name}")
+                    report.errors.append(f"id {h.user_id!r}: no profile in {profiles.path.name}")
                 continue
             ts, order = h.cutoff
             rec = ProfileRecord(
