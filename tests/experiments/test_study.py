@@ -393,3 +393,49 @@ def test_every_benchmark_study_file_expands_to_valid_run_configs(path, tmp_path,
     configs = [cell_config(study, c, base_raw, tmp_path) for c in cells]
     assert len(configs) == len(cells) > 0 and len({c.id for c in cells}) == len(cells)
     assert {c.training.seed for c in configs} == set(study.seeds)
+
+
+def test_a_tpe_search_proposes_rounds_within_the_space_and_repeats_itself(tmp_path):
+    def make(folder):
+        path = tiny_study(folder, seeds=(1, 2), alphas=(0.5,))
+        spec = yaml.safe_load(path.read_text())
+        spec["grid"] = {}
+        spec["vectors"] = {"llm": spec["vectors"]["llm"]}
+        spec["search"] = {"space": {"transfer.alpha": {"low": 0.05, "high": 0.9, "log": True},
+                                    "transfer.pooling": ["mean", "last"]},
+                          "n_points": 5, "per_round": 2, "n_startup": 2, "seed": 3}
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    path = make(tmp_path / "a")
+    study = load_study_config(path)
+    assert [c.variant for c in expand(study)] == ["none", "none"]  # the base: static; llm: searched
+    r = run_study(path)
+    assert (r.complete, r.cells) == (2 + 5 * 2, 12)
+    h = open_study(path, create=False)
+    [points] = h.optuna_study.user_attrs["llmkt_search"].values()
+    assert len(points) == 5 and len({json.dumps(p, sort_keys=True) for p in points}) == 5
+    assert all(0.05 <= p["transfer.alpha"] <= 0.9 and p["transfer.pooling"] in ("mean", "last") for p in points)
+    runs = attempts(tmp_path / "a")
+    # rounds: 2 + 2 + 1 points, each round only after every seed of the previous one finished
+    order = [x["cell"] for x in runs]
+    by_point = {}
+    for c in h.cells:
+        if c.variant == "llm":
+            by_point.setdefault(json.dumps(c.values(), sort_keys=True), []).append(order.index(c.id))
+    firsts = sorted(min(v) for v in by_point.values())
+    lasts = sorted(max(v) for v in by_point.values())
+    assert firsts[2] > lasts[1] and firsts[4] > lasts[3]
+    # the same spec elsewhere proposes the same points; a rerun proposes nothing new
+    again = run_study(make(tmp_path / "b"))
+    assert again.complete == 12
+    [points_b] = open_study(make(tmp_path / "b"), create=False).optuna_study.user_attrs["llmkt_search"].values()
+    assert points_b == points
+    assert run_study(path).ran == 0
+    out = CliRunner().invoke(main, ["study", "report", str(path)])
+    assert out.exit_code == 0 and "| all | llm |" in out.output, out.output
+    spec = yaml.safe_load(path.read_text())
+    spec["grid"] = {"transfer.alpha": [0.1]}
+    path.write_text(yaml.safe_dump(spec))
+    out = CliRunner().invoke(main, ["study", "run", str(path)])
+    assert out.exit_code == 2 and "with search, the grid holds the model group axes only" in out.output

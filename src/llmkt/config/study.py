@@ -65,6 +65,46 @@ class EngineConfig(Strict):
                                                     "for dead and re-run (a dead process on this host: at once)")
 
 
+class SearchRange(Strict):
+    """A numeric search axis: ``{low, high}``, ``log: true`` for a log scale, ``int: true`` for integers."""
+
+    low: float
+    high: float
+    log: bool = False
+    int: bool = False
+
+    @model_validator(mode="after")
+    def _order(self):
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale range needs low > 0")
+        return self
+
+
+class SearchConfig(Strict):
+    """A model-based search instead of a grid over the tuned axes: per model group and vectors variant, points
+    proposed in rounds by Optuna's TPE sampler from the mean validation metric over seeds of the finished ones."""
+
+    sampler: Literal["tpe"] = "tpe"
+    space: dict[str, SearchRange | list[Any]] = Field(..., min_length=1, description="config path -> {low, high, "
+                                                      "log, int} or a list of choices")
+    n_points: int = Field(..., ge=1, description="points per (model group, variant), all rounds together")
+    per_round: int = Field(4, ge=1, description="points proposed at once (they run in parallel)")
+    n_startup: int = Field(4, ge=1, description="random points before TPE models the results")
+    seed: int = 0
+
+    @field_validator("space")
+    @classmethod
+    def _choices(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, axis in v.items():
+            if isinstance(axis, list) and not axis:
+                raise ValueError(f"search axis {key!r} has no choices")
+            if key.startswith("transfer.vectors"):
+                raise ValueError(f"search axis {key!r}: vectors are the study's `vectors` variants")
+        return v
+
+
 class StudyConfig(Strict):
     name: str = Field(..., description="study name (Optuna study name, report title)")
     dir: str = Field("studies/{name}", description="study folder: trials, storage, report; {name} is replaced")
@@ -79,6 +119,8 @@ class StudyConfig(Strict):
                                                         "choice each); default: the axes under model")
     vectors: dict[str, VariantConfig | None] = Field(default_factory=dict, description="variant name -> vectors "
                                                      "(null leaves a variant out: --set vectors.llm=null)")
+    search: SearchConfig | None = Field(None, description="TPE search over the tuned axes instead of a grid (the "
+                                                           "grid then holds the model group axes only)")
     seeds: list[int] = Field(..., min_length=1, description="training.seed of each repetition")
     metric: str | None = Field(None, description="validation metric of the choice; default: training.monitor "
                                                  "(AUC for click prediction)")
@@ -119,6 +161,14 @@ class StudyConfig(Strict):
         for axis in self.group_by or []:
             if axis not in self.grid:
                 raise ValueError(f"group_by: {axis!r} is not a grid axis ({sorted(self.grid)})")
+        if self.search is not None:
+            tuned = [a for a in self.grid if a not in self.group_axes()]
+            if tuned:
+                raise ValueError(f"with search, the grid holds the model group axes only; move {tuned} into "
+                                 "search.space (a range or a list of choices)")
+            both = sorted(set(self.search.space) & set(self.grid))
+            if both:
+                raise ValueError(f"{both}: an axis is either a grid axis or a search axis")
         return self
 
     def folder(self) -> Path:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llmkt.config import RunConfig, set_path, validate_config
 from llmkt.config.study import BASE, StudyConfig, VariantConfig, load_study_config
 from llmkt.errors import ConfigError, DataError, LLMKTError
@@ -103,13 +105,162 @@ def expand(study: StudyConfig) -> list[Cell]:
     base_axes = [a for a in axes if not _is_transfer_axis(a)]
     combos = list(itertools.product(*(study.grid[a] for a in axes))) or [()]
     base_combos = list(itertools.product(*(study.grid[a] for a in base_axes))) or [()]
-    cells = [Cell(BASE, tuple(zip(base_axes, c)), seed) for seed in study.seeds for c in base_combos]
+    cells = [] if BASE in searched_variants(study) else [
+        Cell(BASE, tuple(zip(base_axes, c)), seed) for seed in study.seeds for c in base_combos]
     for variant in study.vectors:
+        if variant in searched_variants(study):  # its points come from the search, round by round
+            continue
         if uses_kar(study, variant):  # no auxiliary loss: the transfer axes do not apply
             cells += [Cell(variant, tuple(zip(base_axes, c)), seed) for seed in study.seeds for c in base_combos]
         else:
             cells += [Cell(variant, tuple(zip(axes, c)), seed) for seed in study.seeds for c in combos]
     return cells
+
+
+# -- search: points proposed by TPE in rounds ------------------------------------------------------------------------
+def search_axes(study: StudyConfig, variant: str) -> list[str]:
+    """The search axes that apply to ``variant``: all for transfer variants, the non-transfer ones for the base
+    and KAR variants."""
+    if study.search is None:
+        return []
+    axes = list(study.search.space)
+    if variant == BASE or uses_kar(study, variant):
+        axes = [a for a in axes if not _is_transfer_axis(a)]
+    return axes
+
+
+def searched_variants(study: StudyConfig) -> list[str]:
+    """Variants whose points the search proposes (the base only when a non-transfer axis is searched)."""
+    return [v for v in (BASE, *study.vectors) if search_axes(study, v)]
+
+
+def _group_points(study: StudyConfig) -> list[tuple[tuple[str, Any], ...]]:
+    axes = list(study.grid)  # with search, the grid holds the group axes only
+    return [tuple(zip(axes, c)) for c in itertools.product(*(study.grid[a] for a in axes))] or [()]
+
+
+def search_keys(study: StudyConfig) -> list[str]:
+    """One search per (model group point, searched variant)."""
+    return [json.dumps({"variant": v, "group": [[a, x] for a, x in g]}, sort_keys=True, default=str)
+            for v in searched_variants(study) for g in _group_points(study)]
+
+
+def _search_cells(study: StudyConfig, key: str, points: list[dict[str, Any]]) -> list[Cell]:
+    k = json.loads(key)
+    group = tuple((a, x) for a, x in k["group"])
+    return [Cell(k["variant"], group + tuple((a, p[a]) for a in search_axes(study, k["variant"])), seed)
+            for p in points for seed in study.seeds]
+
+
+def _stored_points(ostudy: Any) -> dict[str, list[dict[str, Any]]]:
+    return dict(ostudy.user_attrs.get("llmkt_search") or {})
+
+
+def all_cells(study: StudyConfig, ostudy: Any) -> list[Cell]:
+    """The grid's cells and those of every point the search has proposed so far (stored in the study)."""
+    cells = expand(study)
+    if study.search is not None:
+        stored = _stored_points(ostudy)
+        for key in search_keys(study):
+            cells += _search_cells(study, key, stored.get(key, []))
+    return cells
+
+
+def _probe_cells(study: StudyConfig) -> list[Cell]:
+    """One cell per search at the space's first point (low ends, first choices): what ``check_study`` checks
+    before any point is proposed."""
+    first = {a: (r[0] if isinstance(r, list) else (int(r.low) if r.int else r.low))
+             for a, r in (study.search.space.items() if study.search else [])}
+    return [c for key in search_keys(study) for c in _search_cells(study, key, [first])[:1]]
+
+
+def _distributions(study: StudyConfig, axes: list[str]) -> dict[str, Any]:
+    D = _optuna().distributions
+    out = {}
+    for a in axes:
+        r = study.search.space[a]
+        if isinstance(r, list):  # choices travel as JSON text (sections and lists are no Optuna choices)
+            out[a] = D.CategoricalDistribution([json.dumps(c, sort_keys=True) for c in r])
+        elif r.int:
+            out[a] = D.IntDistribution(int(r.low), int(r.high), log=r.log)
+        else:
+            out[a] = D.FloatDistribution(r.low, r.high, log=r.log)
+    return out
+
+
+def _encode(study: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
+    return {a: json.dumps(v, sort_keys=True) if isinstance(study.search.space[a], list) else v
+            for a, v in point.items()}
+
+
+def _decode(study: StudyConfig, params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for a, v in params.items():
+        r = study.search.space[a]
+        if isinstance(r, list):
+            out[a] = json.loads(v)
+        elif r.int:
+            out[a] = int(v)
+        else:
+            out[a] = float(f"{v:.6g}")  # stable, readable cell keys
+    return out
+
+
+def propose(h: "StudyHandle") -> int:
+    """Propose the next round of points of every search whose previous round has finished (every seed of every
+    point complete); store them in the study and add their cells to ``h``. Returns how many points are new.
+
+    A round's proposal depends only on the finished points (TPE seeded per search and round), so two ``study run``
+    processes proposing at once store the same points."""
+    if h.config.search is None:
+        return 0
+    optuna = _optuna()
+    TS = optuna.trial.TrialState
+    sc = h.config.search
+    values: dict[str, list[float]] = {}
+    for t in h.optuna_study.get_trials(deepcopy=False, states=(TS.COMPLETE,)):
+        values.setdefault(t.user_attrs.get("cell"), []).append(float(t.value))
+    stored = _stored_points(h.optuna_study)
+    new_points = 0
+    for key in search_keys(h.config):
+        points = list(stored.get(key, []))
+        if len(points) >= sc.n_points:
+            continue
+        finished, pending = [], False
+        for p in points:
+            cells = _search_cells(h.config, key, [p])
+            if all(c.id in values for c in cells):
+                finished.append((p, float(np.mean([values[c.id][0] for c in cells]))))
+            else:
+                pending = True
+        if pending:
+            continue
+        variant = json.loads(key)["variant"]
+        dists = _distributions(h.config, search_axes(h.config, variant))
+        seed = int(hashlib.sha256(f"{sc.seed}|{key}|{len(points)}".encode()).hexdigest()[:8], 16)
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=sc.n_startup, constant_liar=True)
+        mem = optuna.create_study(direction="maximize", sampler=sampler)
+        for p, v in finished:
+            mem.add_trial(optuna.trial.create_trial(params=_encode(h.config, p), distributions=dists, value=v))
+        want = min(sc.per_round, sc.n_points - len(points))
+        fresh: list[dict[str, Any]] = []
+        for _ in range(50 * want):  # a repeated point (small discrete spaces) is asked again
+            if len(fresh) == want:
+                break
+            t = mem.ask(dists)
+            point = _decode(h.config, t.params)
+            if point in points or point in fresh:
+                mem.tell(t, state=TS.FAIL)
+                continue
+            fresh.append(point)
+        if not fresh:
+            continue
+        stored[key] = points + fresh
+        new_points += len(fresh)
+    if new_points:
+        h.optuna_study.set_user_attr("llmkt_search", stored)
+        h.cells = all_cells(h.config, h.optuna_study)
+    return new_points
 
 
 def uses_kar(study: StudyConfig, variant: str) -> bool:
@@ -362,7 +513,11 @@ class StudyHandle:
         return self.folder / TRIALS
 
     def cell(self, cell_id: str) -> Cell:
-        return {c.id: c for c in self.cells}[cell_id]
+        by_id = {c.id: c for c in self.cells}
+        if cell_id not in by_id and self.config.search is not None:  # proposed after this worker opened the study
+            self.cells = all_cells(self.config, self.optuna_study)
+            by_id = {c.id: c for c in self.cells}
+        return by_id[cell_id]
 
 
 def open_study(spec: str | Path | dict | StudyConfig, overrides: list[str] | None = None, storage: str | None = None,
@@ -382,6 +537,8 @@ def open_study(spec: str | Path | dict | StudyConfig, overrides: list[str] | Non
             ostudy = optuna.load_study(study_name=study.name, storage=st)
         except KeyError:
             raise DataError(f"no study {study.name!r} in {url}; run `llmkt study run` first.") from None
+    if study.search is not None:
+        cells = all_cells(study, ostudy)
     return StudyHandle(study, base_raw, cells, url, st, ostudy)
 
 
@@ -584,33 +741,43 @@ def status(h: StudyHandle) -> dict[str, int]:
     return {"cells": len(ids), "complete": len(ids & done), "running": len(ids & running - done)}
 
 
+def _run_workers(h: StudyHandle, spec: Any, overrides: list[str] | None, workers: int) -> None:
+    if workers <= 1:
+        work(h)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(spec if not isinstance(spec, StudyConfig) else
+                                                     spec.model_dump(mode="json"), overrides, h.url, threads))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+
+
 def run_study(spec: str | Path | dict | StudyConfig, overrides: list[str] | None = None, *, workers: int = 1,
               storage: str | None = None, check: bool = True) -> RunReport:
     """Check, enqueue and run a study with ``workers`` processes here (1: in this process)."""
     t0 = time.perf_counter()
     h = open_study(spec, overrides, storage)
     if check:
-        check_study(h.config, h.base_raw, h.cells, h.trials_dir)
+        check_study(h.config, h.base_raw, h.cells + _probe_cells(h.config), h.trials_dir)
     reaped = reap_stale(h)
-    enqueued = enqueue_missing(h)
     before = status(h)["complete"]
-    if workers <= 1:
-        work(h)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_worker_main, args=(spec if not isinstance(spec, StudyConfig) else
-                                                         spec.model_dump(mode="json"), overrides, h.url, threads))
-                 for _ in range(workers)]
-        for p in procs:
-            p.start()
-        try:
-            for p in procs:
-                p.join()
-        except KeyboardInterrupt:
-            for p in procs:
-                p.terminate()
-            raise
+    enqueued = 0
+    while True:  # one pass for a grid; for a search, rounds until every search has its points
+        proposed = propose(h)
+        enqueued += enqueue_missing(h)
+        done = status(h)["complete"]
+        _run_workers(h, spec, overrides, workers)
+        if h.config.search is None or (status(h)["complete"] == done and not proposed):
+            break
     optuna = _optuna()
     failed = [t.user_attrs.get("error", "")[:300] for t in h.optuna_study.get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.FAIL,)) if t.number not in reaped and t.user_attrs.get("error")]
