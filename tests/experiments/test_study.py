@@ -432,6 +432,8 @@ def test_a_tpe_search_proposes_rounds_within_the_space_and_repeats_itself(tmp_pa
     [points_b] = open_study(make(tmp_path / "b"), create=False).optuna_study.user_attrs["llmkt_search"].values()
     assert points_b == points
     assert run_study(path).ran == 0
+    st = CliRunner().invoke(main, ["study", "status", str(path)])
+    assert st.exit_code == 0 and json.loads(st.output)["search_points"] == {"llm all": 5}, st.output
     out = CliRunner().invoke(main, ["study", "report", str(path)])
     assert out.exit_code == 0 and "| all | llm |" in out.output, out.output
     spec = yaml.safe_load(path.read_text())

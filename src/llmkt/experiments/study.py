@@ -732,13 +732,23 @@ class RunReport:
     seconds: float
 
 
-def status(h: StudyHandle) -> dict[str, int]:
+def status(h: StudyHandle) -> dict[str, Any]:
     optuna = _optuna()
     TS = optuna.trial.TrialState
     done = {t.user_attrs.get("cell") for t in h.optuna_study.get_trials(deepcopy=False, states=(TS.COMPLETE,))}
     running = {t.user_attrs.get("cell") for t in h.optuna_study.get_trials(deepcopy=False, states=(TS.RUNNING,))}
     ids = {c.id for c in h.cells}
-    return {"cells": len(ids), "complete": len(ids & done), "running": len(ids & running - done)}
+    out: dict[str, Any] = {"cells": len(ids), "complete": len(ids & done), "running": len(ids & running - done)}
+    if h.config.search is not None:  # points proposed so far per search, of n_points
+        stored = _stored_points(h.optuna_study)
+        out["search_points"] = {f"{json.loads(k)['variant']} {_label_group(k)}": len(stored.get(k, []))
+                                for k in search_keys(h.config)}
+        out["search_n_points"] = h.config.search.n_points
+    return out
+
+
+def _label_group(key: str) -> str:
+    return " ".join(_label(v) for _, v in json.loads(key)["group"]) or "all"
 
 
 def _run_workers(h: StudyHandle, spec: Any, overrides: list[str] | None, workers: int) -> None:
