@@ -441,3 +441,28 @@ def test_a_tpe_search_proposes_rounds_within_the_space_and_repeats_itself(tmp_pa
     path.write_text(yaml.safe_dump(spec))
     out = CliRunner().invoke(main, ["study", "run", str(path)])
     assert out.exit_code == 2 and "with search, the grid holds the model group axes only" in out.output
+
+
+def test_a_study_made_by_the_first_dev_version_opens_and_grows(tmp_path):
+    from llmkt.experiments.study import _legacy_spec_hash
+
+    path = tiny_study(tmp_path, seeds=(1,), alphas=(0.5,))
+    spec = yaml.safe_load(path.read_text())
+    first = dict(spec, vectors={"llm": spec["vectors"]["llm"]})
+    path.write_text(yaml.safe_dump(first))
+    assert run_study(path).complete == 2
+    h = open_study(path, create=False)
+    # as that version stored it: one digest over run, transfer and variants (without the later `use`/`kar` keys)
+    old_vectors = {"llm": {k: v for k, v in load_study_config(path).vectors["llm"].model_dump(mode="json").items()
+                           if k not in ("use", "kar")}}
+    h.optuna_study.set_user_attr("llmkt_spec", _legacy_spec_hash(h.base_raw, h.config.transfer, old_vectors))
+    h.optuna_study.set_user_attr("llmkt_config", {**h.optuna_study.user_attrs["llmkt_config"], "vectors": old_vectors})
+    h.optuna_study.set_user_attr("llmkt_variants", None)
+    path.write_text(yaml.safe_dump(spec))  # two variants more
+    r = run_study(path)
+    assert (r.complete, r.ran) == (4, 2)
+    changed = yaml.safe_load(yaml.safe_dump(spec))
+    changed["vectors"]["llm"]["transfer"] = {"dynamic_beta": True}
+    path.write_text(yaml.safe_dump(changed))
+    out = CliRunner().invoke(main, ["study", "run", str(path)])
+    assert out.exit_code == 2 and "variant(s) ['llm']" in out.output

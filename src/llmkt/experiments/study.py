@@ -388,11 +388,14 @@ def _spec_hash(study: StudyConfig, base_raw: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _variant_hashes(vectors: dict[str, Any]) -> dict[str, str]:
-    """One digest per vectors variant: a variant may be added to a study later, never changed."""
+def _variant_hashes(vectors: dict[str, Any], *, full: bool = False) -> dict[str, str]:
+    """One digest per vectors variant: a variant may be added to a study later, never changed. Only the keys that
+    differ from their defaults count, so a variant option added in a later llmkt version (with a default that keeps
+    the old behaviour) does not change the digest. ``full``: the first 0.3.0.dev digests (every key)."""
     out = {}
     for name, var in vectors.items():
-        dump = var.model_dump(mode="json") if hasattr(var, "model_dump") else dict(var)
+        var = var if isinstance(var, VariantConfig) else VariantConfig.model_validate(var)
+        dump = var.model_dump(mode="json", exclude_defaults=not full)
         out[name] = hashlib.sha256(json.dumps(dump, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return out
 
@@ -415,6 +418,9 @@ def _check_spec(ostudy: Any, study: StudyConfig, base_raw: dict[str, Any], url: 
             known, known_variants = digest, _variant_hashes(stored)
         else:
             known_variants = {}
+    elif known_variants:  # digests of every key (the first 0.3.0.dev ones): the same variants, re-keyed
+        full = _variant_hashes(study.vectors, full=True)
+        known_variants = {n: variants[n] if n in full and full[n] == h else h for n, h in known_variants.items()}
     if known is None:
         ostudy.set_user_attr("llmkt_spec", digest)
         ostudy.set_user_attr("llmkt_config", study.model_dump(mode="json"))
