@@ -466,3 +466,18 @@ def test_a_study_made_by_the_first_dev_version_opens_and_grows(tmp_path):
     path.write_text(yaml.safe_dump(changed))
     out = CliRunner().invoke(main, ["study", "run", str(path)])
     assert out.exit_code == 2 and "variant(s) ['llm']" in out.output
+
+
+def test_a_variant_without_trials_may_still_change(tmp_path):
+    path = tiny_study(tmp_path, seeds=(1,), alphas=(0.5,))
+    spec = yaml.safe_load(path.read_text())
+    spec["vectors"]["later"] = {"path": spec["vectors"]["llm"]["path"]}
+    path.write_text(yaml.safe_dump(spec))
+    open_study(path)  # records every variant's digest, "later" included, before any trial
+    spec["vectors"]["later"]["min_coverage"] = 1.0
+    path.write_text(yaml.safe_dump(spec))
+    assert run_study(path).complete == 5
+    spec["vectors"]["later"]["min_coverage"] = 0.5  # now it has trials
+    path.write_text(yaml.safe_dump(spec))
+    out = CliRunner().invoke(main, ["study", "run", str(path)])
+    assert out.exit_code == 2 and "variant(s) ['later']" in out.output

@@ -153,6 +153,9 @@ class VectorsConfig(Strict):
     control_seed: int = Field(0, description="seed of the control's permutation or noise")
     allow_other_dataset: bool = Field(False, description="use vectors whose metadata names another dataset than the "
                                                          "run's (refused by default: ids would match wrong users)")
+    min_coverage: float = Field(0.0, ge=0, le=1, description="refuse the run when fewer than this share of the "
+                                                             "dataset's users have a vector (1.0: a profile job must "
+                                                             "be complete; below 10 % a warning either way)")
 
     @model_validator(mode="after")
     def _one_source(self):

@@ -38,6 +38,8 @@ class VariantConfig(Strict):
     of: str | None = Field(None, description="a control: the vectors of this other variant, shuffled or random")
     control: Literal["none", "shuffle", "random"] = "none"
     allow_other_dataset: bool = False
+    min_coverage: float = Field(0.0, ge=0, le=1, description="refuse cells whose vectors cover fewer of the "
+                                                             "dataset's users (1.0: the profile job must be complete)")
     transfer: dict[str, Any] = Field(default_factory=dict, description="keys of the transfer section that differ "
                                                                        "for this variant (a control inherits its "
                                                                        "source's), e.g. {reducer: {method: none}}")

@@ -128,7 +128,19 @@ def read_vectors(v: Any, split: Split | None = None, data_dir: str | None = None
             _CACHE[key] = vectors
     if split is not None:
         check_dataset(vectors, split.dataset.name, v.allow_other_dataset, where)
+        if v.min_coverage > 0:
+            _check_coverage(vectors, split, v.min_coverage, where)
     return vectors.control(v.control, v.control_seed)
+
+
+def _check_coverage(vectors: ProfileVectors, split: Split, minimum: float, where: str) -> None:
+    side = "item" if vectors.meta.get("entity") == "item" else "user"
+    _, mask = vectors.aligned(split.dataset, side)
+    have, n = int(mask[1:].sum()), len(mask) - 1
+    if have < minimum * n:
+        raise DataError(f"{where}: {have} of the {n} {side}s of {split.dataset.name} ({have / n:.1%}) have a vector, "
+                        f"below {where}.min_coverage = {minimum:g}. Complete the profile job (`llmkt profiles "
+                        "generate` and `embed` resume where they stopped) or lower min_coverage.")
 
 
 def _read_source(v: Any, split: Split | None, data_dir: str | None) -> ProfileVectors:

@@ -287,7 +287,7 @@ def point_of(study: StudyConfig, cell: Cell) -> str:
 def _vectors_section(study: StudyConfig, variant: str, seed: int) -> dict[str, Any]:
     var: VariantConfig = study.vectors[variant]
     src = study.vectors[var.of] if var.of is not None else var
-    out: dict[str, Any] = {"allow_other_dataset": src.allow_other_dataset}
+    out: dict[str, Any] = {"allow_other_dataset": src.allow_other_dataset, "min_coverage": src.min_coverage}
     if src.path is not None:
         out.update(path=src.path, ids=src.ids)
     else:
@@ -431,6 +431,14 @@ def _check_spec(ostudy: Any, study: StudyConfig, base_raw: dict[str, Any], url: 
                           "its trials would not be comparable. Give the study a new name (or dir), or restore the "
                           "spec it was made with (grid values, seeds and new vectors variants may be added).")
     changed = sorted(n for n, h in variants.items() if n in known_variants and known_variants[n] != h)
+    if changed:  # a variant without any trial yet may still change
+        used = set()
+        for t in ostudy.get_trials(deepcopy=False):
+            try:
+                used.add(json.loads(t.user_attrs.get("cell_key") or "{}").get("variant"))
+            except ValueError:
+                continue
+        changed = [n for n in changed if n in used]
     if changed:
         raise ConfigError(f"study {study.name!r} in {url}: vectors variant(s) {changed} differ from the ones its "
                           "trials were made with; give a changed variant a new name (a variant may be added, never "
