@@ -104,6 +104,14 @@ class BPRMFConfig(Strict):
     n_negatives: int = Field(1, ge=1, description="sampled negatives per training interaction")
 
 
+class LightGCNConfig(Strict):
+    name: Literal["lightgcn"]
+    dim: int = Field(64, ge=1)
+    n_layers: int = Field(3, ge=0, description="propagation steps over the training graph (0 = BPR-MF)")
+    reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's layer-0 embeddings")
+    n_negatives: int = Field(1, ge=1, description="sampled negatives per training interaction")
+
+
 class NeuMFConfig(Strict):
     name: Literal["neumf"]
     gmf_dim: int = Field(32, ge=1)
@@ -188,8 +196,8 @@ class KARConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig, BPRMFConfig, NeuMFConfig, SimpleXConfig,
-                              DeepFMConfig, DCNConfig, KARConfig], Field(discriminator="name")]
+ModelConfig = Annotated[Union[SASRecConfig, BERT4RecConfig, MultVAEConfig, BPRMFConfig, LightGCNConfig, NeuMFConfig,
+                              SimpleXConfig, DeepFMConfig, DCNConfig, KARConfig], Field(discriminator="name")]
 
 
 class TrainingConfig(Strict):

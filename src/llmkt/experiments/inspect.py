@@ -25,6 +25,9 @@ def inspect_model(cfg: RunConfig, n_items: int = 100) -> Inspection:
     if cfg.model.name == "kar":
         raise ConfigError("inspect-model: KAR wraps its backbone; inspect the backbone (model.backbone) instead.")
     model = build_model(cfg.model, n_items, n_users=10)
+    if model.needs_graph:  # a dry run: a random graph of 10 users
+        g = torch.Generator().manual_seed(0)
+        model.set_graph(torch.randint(1, 11, (50,), generator=g), torch.randint(1, n_items + 1, (50,), generator=g))
     if model.kind == "ctr":
         batch = {"uid": torch.tensor([1, 2]), "iid": torch.tensor([3, 4]), "label": torch.tensor([1.0, 0.0])}
         what = "(user, item) rows with side features: none in a dry run"

@@ -21,6 +21,7 @@ import torch
 
 from llmkt.config import RunConfig, apply_overrides, dump_config, load_config, validate_config
 from llmkt.data import Dataset, Split
+from llmkt.data import columns as C
 from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.experiments.transfer import check_transfer, setup_transfer
 from llmkt.data.features import build_features
@@ -142,7 +143,11 @@ def build_run_model(cfg: RunConfig, ds: Dataset, split: Split, features=None) ->
         from llmkt.experiments.kar import build_kar
 
         return build_kar(cfg.model, ds, split, features, cfg.data.data_dir)
-    return build_model(cfg.model, ds.n_items, ds.n_users, features), {}
+    model = build_model(cfg.model, ds.n_items, ds.n_users, features)
+    if model.needs_graph:  # LightGCN: the training interactions are its graph
+        model.set_graph(torch.tensor(split.train[C.UID].to_numpy(copy=True)),
+                        torch.tensor(split.train[C.IID].to_numpy(copy=True)))
+    return model, {}
 
 
 def _run_dir(cfg: RunConfig) -> Path:

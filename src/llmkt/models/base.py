@@ -31,13 +31,20 @@ class Recommender(nn.Module, ABC):
     * ``hist_len`` / ``n_negatives``: pair models: recent items in a batch's ``hist`` and sampled negatives per
       positive (0 otherwise);
     * ``sequence_mask(batch)``: ``(B, L)`` real positions of the model's 3-D layer outputs, for pooling in knowledge
-      transfer (None for models without such outputs).
+      transfer (None for models without such outputs);
+    * ``needs_graph``: the model propagates over the training interactions (LightGCN): the runner calls
+      ``set_graph(uid, iid)`` with the training pairs before training or scoring.
     """
 
     kind: ClassVar[str] = "sequential"
+    needs_graph: ClassVar[bool] = False
     max_len: int | None = None
     hist_len: int = 0
     n_negatives: int = 0
+
+    def set_graph(self, uid: torch.Tensor, iid: torch.Tensor) -> None:
+        """The training pairs (internal ids) of a model with ``needs_graph``."""
+        raise NotImplementedError(f"{type(self).__name__} does not read the interaction graph")
 
     def sequence_mask(self, batch: Batch) -> torch.Tensor | None:
         """``(B, L)`` bool mask of real (non-padding) positions of 3-D layer outputs; None when there are none."""

@@ -9,6 +9,7 @@ from llmkt.models.base import Recommender
 from llmkt.models.bert4rec import BERT4Rec
 from llmkt.models.bprmf import BPRMF
 from llmkt.models.dcn import DCN
+from llmkt.models.lightgcn import LightGCN
 from llmkt.models.deepfm import DeepFM
 from llmkt.models.multvae import MultVAE
 from llmkt.models.neumf import NeuMF
@@ -17,9 +18,9 @@ from llmkt.models.simplex import SimpleX
 
 _BUILDERS: dict[str, Callable[..., Recommender]] = {"sasrec": SASRec, "bert4rec": BERT4Rec, "multvae": MultVAE,
                                                     "bprmf": BPRMF, "neumf": NeuMF, "simplex": SimpleX,
-                                                    "deepfm": DeepFM, "dcn": DCN}
+                                                    "deepfm": DeepFM, "dcn": DCN, "lightgcn": LightGCN}
 #: models with per-user parameters: they need the number of users
-_NEEDS_USERS = {"bprmf", "neumf", "simplex", "deepfm", "dcn"}
+_NEEDS_USERS = {"bprmf", "neumf", "simplex", "deepfm", "dcn", "lightgcn"}
 #: click-prediction models: they read side features (llmkt.data.features)
 CTR_MODELS = {"deepfm", "dcn", "kar"}
 

@@ -37,6 +37,7 @@ DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
     "BERT4Rec": lambda m: f"blocks.{len(m.blocks) - 1}",
     "MultVAE": "mu",
     "BPRMF": "user_emb",
+    "LightGCN": "user_out",
     "NeuMF": lambda m: f"mlp.{len(m.mlp) - 1}",
     "SimpleX": "fuse",
     "DeepFM": lambda m: f"dnn.{len(m.dnn) - 1}",
