@@ -324,6 +324,9 @@ class TransferConfig(Strict):
     vectors: VectorsConfig
     reducer: ReducerConfig = Field(default_factory=ReducerConfig)
     layer: str | None = Field(None, description="exact name, suffix or re:<regex>; default: the model's table entry")
+    side: Literal["user", "item"] = Field("user", description="user: a layer's output per batch user reconstructs "
+                                          "user vectors; item: an item table's rows (item_emb, ...) for the batch's "
+                                          "items reconstruct item vectors (keyed by external item id)")
     point: Literal["output", "input"] = "output"
     pooling: Literal["mean", "recency", "attention", "last"] = "mean"
     gamma: float = Field(0.9, gt=0, le=1, description="recency pooling: weight gamma**distance")

@@ -199,3 +199,82 @@ class KnowledgeTransfer(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.modules.load_state_dict(state["modules"])
+
+
+#: batch keys that hold item ids (the framework's batches: pairs, sequences, click rows, user rows, histories)
+ITEM_ID_KEYS = ("pos", "neg", "seq", "iid", "hist")
+
+
+def item_table(module: nn.Module, n_items: int) -> torch.Tensor | None:
+    """The ``(n_items + 1, d)`` item table a module holds: an ``Embedding`` with ``n_items + 1`` rows (``+ 1`` for a
+    mask token, BERT4Rec), or a ``Linear`` with ``n_items + 1`` outputs (its weight rows, e.g. an output layer over
+    items); else None."""
+    if isinstance(module, nn.Embedding) and module.num_embeddings in (n_items + 1, n_items + 2):  # + a mask token
+        return module.weight[: n_items + 1]
+    if isinstance(module, nn.Linear) and module.out_features == n_items + 1:
+        return module.weight
+    return None
+
+
+def batch_items(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The distinct item ids (padding 0 left out) a training batch touches."""
+    parts = [batch[k].reshape(-1) for k in ITEM_ID_KEYS if k in batch]
+    if "items" in batch:  # user rows (MultVAE): a multi-hot (B, n_items + 1)
+        parts.append(torch.nonzero(batch["items"].sum(0) > 0).reshape(-1))
+    if not parts:
+        raise RuntimeError(f"transfer.side=item: the batch holds no item ids (keys {sorted(batch)}).")
+    ids = torch.unique(torch.cat(parts).long())
+    return ids[ids > 0]
+
+
+@dataclass
+class ItemKnowledgeTransfer(KnowledgeTransfer):
+    """The transfer loss on the item side: the rows of an item table (``transfer.layer``, e.g. ``item_emb``) for the
+    items of each batch reconstruct the items' profile vectors. ``targets``/``mask`` are indexed by internal iid;
+    items without a vector contribute nothing. No hook: the table's rows are read directly, so L_kt's gradient
+    reaches only those rows (and the alignment)."""
+
+    n_items: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if item_table(self.layer, self.n_items) is None:
+            raise ConfigError(f"transfer.side=item: layer {self.layer_name!r} ({type(self.layer).__name__}) is no "
+                              f"item table; name an Embedding with {self.n_items + 1} rows or a Linear with "
+                              f"{self.n_items + 1} outputs: {item_tables(self.model, self.n_items)}.")
+
+    def attach(self) -> None:  # rows are read directly: nothing to hook
+        self._handle = True
+
+    def detach(self) -> None:
+        self._handle = None
+        self._captured = None
+
+    def transfer_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        ids = batch_items(batch)
+        rows = item_table(self.layer, self.n_items)[ids]  # (I, d)
+        z = self.modules["align"](rows)
+        m = self.mask[ids]
+        loss = reduce_loss(per_user_loss(z, self.targets[ids], self.settings.loss), m, self.settings.loss)
+        return loss, int(m.sum())
+
+    def on_loss(self, trainer, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
+        if not self._on:
+            return loss
+        l_kt, covered = self.transfer_loss(batch)
+        s = self.settings
+        beta = (loss.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
+            loss.new_tensor(1.0)
+        st = self._stats
+        st.model += float(loss.detach())
+        st.kt += float(l_kt.detach())
+        st.beta += float(beta)
+        st.covered += covered
+        st.users += int(len(batch_items(batch)))
+        st.steps += 1
+        return s.alpha * beta * l_kt + (1.0 - s.alpha) * loss
+
+
+def item_tables(model: nn.Module, n_items: int) -> list[str]:
+    """Names of the modules holding an item table (what ``transfer.side=item`` can target)."""
+    return [n for n, m in model.named_modules() if n and item_table(m, n_items) is not None]

@@ -23,7 +23,7 @@ from llmkt.data.splits import Split
 from llmkt.data.vectors import ProfileVectors
 from llmkt.errors import ConfigError, LLMKTWarning
 from llmkt.models.base import Recommender
-from llmkt.transfer.callback import KnowledgeTransfer, TransferSettings
+from llmkt.transfer.callback import ItemKnowledgeTransfer, KnowledgeTransfer, TransferSettings, item_table, item_tables
 from llmkt.transfer.layers import find_layer
 from llmkt.transfer.reduce import Reducer
 from llmkt.transfer.schedule import Phase, PhaseFreezer, Step, phase_at, resolve_phases
@@ -45,10 +45,24 @@ DEFAULT_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
 }
 
 
-def default_layer(model: nn.Module) -> str:
-    entry = DEFAULT_LAYERS.get(type(model).__name__)
+#: Default item table per model for ``transfer.side: item``.
+DEFAULT_ITEM_LAYERS: dict[str, str | Callable[[nn.Module], str]] = {
+    "SASRec": "item_emb",
+    "BERT4Rec": "item_emb",
+    "MultVAE": lambda m: f"decoder.{len(m.decoder) - 1}",
+    "BPRMF": "item_emb",
+    "LightGCN": "item_emb",
+    "NeuMF": "item_gmf",
+    "SimpleX": "item_emb",
+}
+
+
+def default_layer(model: nn.Module, side: str = "user") -> str:
+    table = DEFAULT_ITEM_LAYERS if side == "item" else DEFAULT_LAYERS
+    entry = table.get(type(model).__name__)
     if entry is None:
-        raise ConfigError(f"transfer.layer: {type(model).__name__} has no default target layer; name one "
+        what = "item table" if side == "item" else "target layer"
+        raise ConfigError(f"transfer.layer: {type(model).__name__} has no default {what}; name one "
                           "(`llmkt inspect-model` lists them).")
     return entry(model) if callable(entry) else entry
 
@@ -90,6 +104,7 @@ class TransferSpec:
     """What to transfer where, how and when (the object form of a ``transfer:`` config section)."""
 
     layer: str | None = None  # exact name, suffix or re:<regex>; None: the model's default
+    side: str = "user"  # user: a layer's output per batch user; item: an item table's rows per batch item
     point: str = "output"
     pooling: str = "mean"
     gamma: float = 0.9
@@ -126,29 +141,44 @@ def plan_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors:
     ``epochs`` and its freeze globs match. Raises :class:`ConfigError` naming the key at fault."""
     t = spec
     ds = split.dataset
-    raw, has_vec = vectors.aligned(ds)  # (n_users + 1, d_in), (n_users + 1,)
+    if t.side not in ("user", "item"):
+        raise ConfigError(f"transfer.side: expected user or item, got {t.side!r}.")
+    item = t.side == "item"
+    who, n_who, ids_of = ("item", ds.n_items, ds.item_map) if item else ("user", ds.n_users, ds.user_map)
+    if vectors.meta.get("entity", who) != who:
+        raise ConfigError(f"transfer.vectors: these are {vectors.meta['entity']} vectors but transfer.side is "
+                          f"{t.side!r}; set transfer.side: {vectors.meta['entity']}.")
+    raw, has_vec = vectors.aligned(ds, who)  # (n + 1, d_in), (n + 1,) by internal id
     coverage = float(has_vec[1:].mean())
     if coverage == 0:
-        raise ConfigError(f"transfer.vectors: none of the {len(vectors.user_ids)} vectors matches a user of "
-                          f"{ds.name} (ids like {vectors.user_ids[:3].tolist()} vs {ds.user_map.external_ids[:3]}).")
+        raise ConfigError(f"transfer.vectors: none of the {len(vectors.user_ids)} vectors matches a {who} of "
+                          f"{ds.name} (ids like {vectors.user_ids[:3].tolist()} vs {ids_of.external_ids[:3]}).")
     if coverage < LOW_COVERAGE:
-        warnings.warn(f"transfer.vectors: only {coverage:.1%} of the {ds.n_users} users of {ds.name} have a vector "
+        warnings.warn(f"transfer.vectors: only {coverage:.1%} of the {n_who} {who}s of {ds.name} have a vector "
                       f"({vectors.meta.get('source', 'vectors')}); the others get no transfer loss. Check that the "
                       "vectors were made for this dataset and split.", LLMKTWarning, stacklevel=2)
-    spec = t.layer or default_layer(model)
+    spec = t.layer or default_layer(model, t.side)
     layer_name, layer = find_layer(model, spec)
     # The dry run must not consume the global random stream: with alpha = 0 a transfer run is then identical to the
     # base run, so differences come from the transfer alone.
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
+    if item:
+        table = item_table(layer, ds.n_items)
+        if table is None:
+            raise ConfigError(f"transfer.layer: {layer_name!r} ({type(layer).__name__}) is no item table for "
+                              f"transfer.side=item; item tables of {type(model).__name__}: "
+                              f"{item_tables(model, ds.n_items)}.")
+        width = int(table.shape[1])
+    else:
+        with torch.random.fork_rng(devices=rng_devices):
+            width = layer_width(model, layer, {k: v.to(device) for k, v in first_batch.items()}, t.point)
     dim = t.reducer.dim or width
     if t.alignment == "fixed" and dim != width:
         raise ConfigError(f"transfer.reducer.dim={dim} but alignment 'fixed' needs the layer width {width} of "
                           f"{layer_name!r}; drop transfer.reducer.dim or use alignment 'projection'.")
-    # The reducer is fitted on training users with a vector, only.
-    train_users = np.unique(split.train[C.UID].to_numpy())
-    fit_rows = train_users[has_vec[train_users]]
+    # The reducer is fitted on training users (items) with a vector, only.
+    train_ids = np.unique(split.train[C.IID if item else C.UID].to_numpy())
+    fit_rows = train_ids[has_vec[train_ids]]
     reducer = None
     if t.reducer.load:
         reducer = Reducer.load(t.reducer.load, trust_pickle=t.reducer.trust_pickle)
@@ -159,7 +189,7 @@ def plan_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors:
         limit = min(len(fit_rows), vectors.dim)
         if dim > limit:
             raise ConfigError(f"transfer.reducer: {t.reducer.method} cannot give {dim} dimensions (the width of "
-                              f"{layer_name!r}) from {len(fit_rows)} training users x {vectors.dim} input dims (at "
+                              f"{layer_name!r}) from {len(fit_rows)} training {who}s x {vectors.dim} input dims (at "
                               f"most {limit}); use transfer.alignment: projection with a smaller transfer.reducer.dim,"
                               " or vectors with more dimensions.")
         if t.reducer.method == "umap":
@@ -199,7 +229,7 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
                           {"n_neighbors": t.reducer.n_neighbors, "min_dist": t.reducer.min_dist,
                            "metric": t.reducer.metric})
         reducer.fit(raw[fit_rows])
-    targets = np.zeros((ds.n_users + 1, reducer.dim), dtype=np.float32)
+    targets = np.zeros((len(raw), reducer.dim), dtype=np.float32)  # by internal uid (iid for the item side)
     targets[has_vec] = reducer.transform(raw[has_vec])
     if run_dir is not None:
         reducer.save(run_dir / "reducer.npz")
@@ -215,13 +245,17 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
 
     settings = TransferSettings(layer=layer_name, point=t.point, pooling=t.pooling, gamma=t.gamma,
                                 alignment=t.alignment, loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta)
-    kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
-                           active=lambda epoch: phase_at(phases, epoch).kind == "transfer",
-                           sequence_mask=model.sequence_mask)
+    active = lambda epoch: phase_at(phases, epoch).kind == "transfer"  # noqa: E731
+    if t.side == "item":
+        kt = ItemKnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
+                                   active=active, n_items=ds.n_items)
+    else:
+        kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings, active=active,
+                               sequence_mask=model.sequence_mask)
     with torch.random.fork_rng(devices=rng_devices):
         kt.build(width, device)
-    info = {"layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
+    info = {"side": t.side, "layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
             "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage,
-            "transfer_users": int(mask.sum()),
+            f"transfer_{t.side}s": int(mask.sum()),
             "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta}
     return TransferSetup([kt, PhaseFreezer(model, phases)], kt, phases, reducer, coverage, info)

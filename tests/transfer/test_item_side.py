@@ -1,0 +1,95 @@
+"""Item-side transfer: an item table's rows for the batch's items reconstruct item vectors; gradients reach only
+those rows (and the alignment); items without a vector contribute nothing; the runner trains it for pair and
+sequential models."""
+
+import numpy as np
+import pytest
+import torch
+
+import llmkt
+from llmkt.data import Dataset, ProfileVectors
+from llmkt.errors import ConfigError
+from llmkt.models.bprmf import BPRMF
+from llmkt.models.lightgcn import LightGCN
+from llmkt.transfer import default_layer
+from llmkt.transfer.callback import ItemKnowledgeTransfer, TransferSettings, batch_items, item_tables
+from tests.conftest import random_interactions
+
+N_ITEMS, N_USERS = 20, 5
+BATCH = {"uid": torch.tensor([1, 2, 3]), "pos": torch.tensor([4, 5, 6]), "neg": torch.tensor([[1, 2], [7, 8], [9, 0]])}
+
+
+def test_batch_items_are_the_distinct_ids_of_every_item_key():
+    assert batch_items(BATCH).tolist() == [1, 2, 4, 5, 6, 7, 8, 9]
+    assert batch_items({"uid": torch.tensor([1]), "seq": torch.tensor([[0, 0, 3, 3, 5]])}).tolist() == [3, 5]
+    rows = torch.zeros(2, N_ITEMS + 1)
+    rows[0, 2] = rows[1, 7] = 1.0
+    assert batch_items({"uid": torch.tensor([1, 2]), "items": rows}).tolist() == [2, 7]
+
+
+@pytest.mark.parametrize("make", [lambda: BPRMF(N_ITEMS, N_USERS, dim=8, n_negatives=2),
+                                  lambda: _graph(LightGCN(N_ITEMS, N_USERS, dim=8, n_layers=2, n_negatives=2))])
+def test_the_item_loss_reaches_only_the_batch_rows_with_a_vector(make):
+    torch.manual_seed(0)
+    m = make()
+    mask = torch.ones(N_ITEMS + 1, dtype=torch.bool)
+    mask[[0, 5, 7]] = False  # items 5 and 7 have no vector
+    kt = ItemKnowledgeTransfer(m, torch.randn(N_ITEMS + 1, 8), mask, TransferSettings(layer=default_layer(m, "item"),
+                                                                                      alpha=1.0), n_items=N_ITEMS)
+    kt.build(width=8)
+    kt.on_epoch_start(None, 1)
+    kt.on_loss(None, BATCH, m.loss(BATCH).detach()).backward()  # alpha 1: L_kt alone
+    rows = m.item_emb.weight.grad.abs().sum(1)
+    assert torch.nonzero(rows).reshape(-1).tolist() == [1, 2, 4, 6, 8, 9]  # batch items with a vector
+    assert m.user_emb.weight.grad is None or m.user_emb.weight.grad.abs().sum() == 0
+    logs = kt.epoch_logs(None)
+    assert logs["kt/active"] == 1.0 and logs["kt/coverage"] == pytest.approx(6 / 8)
+    kt.detach()
+
+
+def _graph(m):
+    m.set_graph(torch.tensor([1, 1, 2, 3, 4, 5]), torch.tensor([1, 4, 5, 6, 8, 9]))
+    return m
+
+
+def test_item_side_needs_an_item_table_and_names_the_ones_there():
+    m = BPRMF(N_ITEMS, N_USERS, dim=8)
+    assert item_tables(m, N_ITEMS) == ["item_emb"]
+    with pytest.raises(ConfigError, match=r"is no item table; name an Embedding with 21 rows .*\['item_emb'\]"):
+        ItemKnowledgeTransfer(m, torch.zeros(N_ITEMS + 1, 8), torch.ones(N_ITEMS + 1, dtype=torch.bool),
+                              TransferSettings(layer="user_emb"), n_items=N_ITEMS)
+
+
+@pytest.fixture
+def data(tmp_path):
+    ds = Dataset.from_frames(random_interactions(n_users=40, n_items=30, per_user=10), name="small")
+    rng = np.random.default_rng(0)
+    items = ProfileVectors(ds.item_map.external_ids[:24], rng.normal(size=(24, 16)),
+                           {"dataset": "small", "entity": "item"})  # 24 of 30 items have a vector
+    users = ProfileVectors(ds.user_map.external_ids, rng.normal(size=(40, 16)), {"dataset": "small"})
+    return ds, items.save(tmp_path / "items.npz"), users.save(tmp_path / "users.npz")
+
+
+@pytest.mark.parametrize("model, layer", [({"name": "bprmf", "dim": 8}, "item_emb"),
+                                          ({"name": "lightgcn", "dim": 8, "n_layers": 2}, "item_emb"),
+                                          ({"name": "sasrec", "max_len": 10, "hidden": 8, "n_heads": 2}, "item_emb")])
+def test_the_runner_trains_item_side_transfer(tmp_path, data, model, layer):
+    ds, items, _ = data
+    cfg = {"model": model, "training": {"epochs": 4, "batch_size": 16, "progress": False, "seed": 3},
+           "output": {"dir": str(tmp_path / "runs")},
+           "transfer": {"side": "item", "vectors": {"path": str(items)}, "reducer": {"method": "pca"},
+                        "compare_base": False}}
+    res = llmkt.train(cfg, data=ds)
+    assert (res.transfer["side"], res.transfer["layer"], res.transfer["vector_dim"]) == ("item", layer, 8)
+    assert res.transfer["coverage"] == pytest.approx(0.8)
+    assert [h["kt/active"] for h in res.history] == [1.0, 1.0, 0.0, 0.0]
+    assert all(h["kt/L_kt"] > 0 for h in res.history[:2]) and 0 <= res.test.metrics["NDCG@10"] <= 1
+
+
+def test_item_vectors_on_the_user_side_are_refused(tmp_path, data):
+    ds, items, _ = data
+    cfg = {"model": {"name": "bprmf", "dim": 8}, "training": {"epochs": 2, "progress": False},
+           "output": {"dir": str(tmp_path / "runs")},
+           "transfer": {"vectors": {"path": str(items)}, "reducer": {"method": "pca"}, "compare_base": False}}
+    with pytest.raises(ConfigError, match="these are item vectors but transfer.side is 'user'"):
+        llmkt.train(cfg, data=ds)
