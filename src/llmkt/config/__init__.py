@@ -331,7 +331,11 @@ class TransferConfig(Strict):
     pooling: Literal["mean", "recency", "attention", "last"] = "mean"
     gamma: float = Field(0.9, gt=0, le=1, description="recency pooling: weight gamma**distance")
     alignment: Literal["fixed", "slice", "projection"] = "fixed"
-    loss: Literal["rmse", "mse", "cosine"] = "rmse"
+    loss: Literal["rmse", "mse", "cosine", "infonce", "relational"] = Field(
+        "rmse", description="rmse/mse/cosine: per row against its vector; infonce: contrastive with in-batch "
+                            "negatives; relational: the batch's pairwise similarities against the vectors' (docs/"
+                            "transfer.md)")
+    temperature: float = Field(0.1, gt=0, description="infonce: softmax temperature of the cosine similarities")
     alpha: float = Field(0.5, ge=0, le=1)
     dynamic_beta: bool = False
     schedule: list[ScheduleStep] = Field(

@@ -49,7 +49,7 @@ def per_user_loss(z: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Ten
         return ((z - target) ** 2).mean(1)
     if kind == "cosine":
         return 1.0 - F.cosine_similarity(z, target, dim=1, eps=1e-8)
-    raise ConfigError(f"transfer.loss: expected rmse, mse or cosine; got {kind!r}.")
+    raise ConfigError(f"transfer.loss: expected rmse, mse, cosine, infonce or relational; got {kind!r}.")
 
 
 def reduce_loss(per_user: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
@@ -60,3 +60,45 @@ def reduce_loss(per_user: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.
     if kind == "rmse":
         return torch.sqrt(mean + 1e-12) * (n > 0)
     return mean
+
+
+#: losses over the batch as a whole (the others are per row)
+BATCH_LOSSES = ("infonce", "relational")
+
+
+def _first_rows(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Indices of the first row of each distinct id among the rows with a vector (a user may fill several rows of
+    a pair batch; as its own negative it would be a false one)."""
+    rows = torch.nonzero(mask).reshape(-1)
+    if len(rows) == 0:
+        return rows
+    uniq, inverse = torch.unique(ids[rows], return_inverse=True)
+    first = torch.full((len(uniq),), len(rows), dtype=torch.long, device=rows.device)
+    first.scatter_reduce_(0, inverse, torch.arange(len(rows), device=rows.device), reduce="amin")
+    return rows[first]
+
+
+def batch_loss(z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, kind: str,
+               temperature: float = 0.1) -> torch.Tensor:
+    """The transfer loss of a batch: ``z`` (B, d) aligned layer rows, ``target`` (B, d) their vectors, ``mask`` (B,)
+    rows with a vector, ``ids`` (B,) whose rows they are.
+
+    * ``rmse`` / ``mse`` / ``cosine``: per row, averaged over rows with a vector (:func:`reduce_loss`).
+    * ``infonce``: contrastive alignment with in-batch negatives (RLMRec-Con's idea): cosine similarities of every
+      distinct row to every target over ``temperature``, cross-entropy towards its own target, both directions
+      averaged. Zero with fewer than two distinct rows.
+    * ``relational``: the structure, not the coordinates: mean squared difference between the rows' pairwise
+      cosine similarities and their targets' (off the diagonal). Zero with fewer than two distinct rows.
+    """
+    if kind not in BATCH_LOSSES:
+        return reduce_loss(per_user_loss(z, target, kind), mask, kind)
+    rows = _first_rows(ids, mask)
+    if len(rows) < 2:
+        return z.sum() * 0.0
+    a, b = F.normalize(z[rows], dim=1), F.normalize(target[rows], dim=1)
+    if kind == "infonce":
+        logits = a @ b.T / temperature  # (R, R)
+        labels = torch.arange(len(rows), device=z.device)
+        return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    off = ~torch.eye(len(rows), dtype=torch.bool, device=z.device)
+    return ((a @ a.T - b @ b.T)[off] ** 2).mean()

@@ -20,7 +20,7 @@ from torch import nn
 
 from llmkt.errors import ConfigError
 from llmkt.training.callbacks import Callback
-from llmkt.transfer.alignment import Alignment, per_user_loss, reduce_loss
+from llmkt.transfer.alignment import Alignment, batch_loss
 from llmkt.transfer.layers import find_layer
 from llmkt.transfer.pooling import AttentionPool, last_position, masked_mean, recency_pool
 
@@ -32,9 +32,10 @@ class TransferSettings:
     pooling: str = "mean"  # mean | recency | attention | last
     gamma: float = 0.9
     alignment: str = "fixed"  # fixed | slice | projection
-    loss: str = "rmse"  # rmse | mse | cosine
+    loss: str = "rmse"  # rmse | mse | cosine | infonce | relational
     alpha: float = 0.5
     dynamic_beta: bool = False
+    temperature: float = 0.1  # infonce
 
 
 @dataclass
@@ -164,8 +165,8 @@ class KnowledgeTransfer(Callback):
         z = self.modules["align"](self.pooled(h, batch))  # (B, d)
         uid = batch["uid"]
         m = self.mask[uid]
-        loss = reduce_loss(per_user_loss(z, self.targets[uid], self.settings.loss), m, self.settings.loss)
-        return loss, int(m.sum())
+        s = self.settings
+        return batch_loss(z, self.targets[uid], m, uid, s.loss, s.temperature), int(m.sum())
 
     def on_loss(self, trainer, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
         if not self._on:
@@ -255,8 +256,8 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         rows = item_table(self.layer, self.n_items)[ids]  # (I, d)
         z = self.modules["align"](rows)
         m = self.mask[ids]
-        loss = reduce_loss(per_user_loss(z, self.targets[ids], self.settings.loss), m, self.settings.loss)
-        return loss, int(m.sum())
+        s = self.settings
+        return batch_loss(z, self.targets[ids], m, ids, s.loss, s.temperature), int(m.sum())
 
     def on_loss(self, trainer, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
         if not self._on:

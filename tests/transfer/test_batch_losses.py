@@ -1,0 +1,63 @@
+"""InfoNCE and relational transfer losses: exact on tiny batches, one row per id, rows without a vector left out,
+and a run through the runner."""
+
+import math
+
+import pytest
+import torch
+
+import llmkt
+from llmkt.errors import ConfigError
+from llmkt.transfer.alignment import batch_loss, per_user_loss
+
+from .test_knowledge_transfer import _cfg, small  # noqa: F401 - fixture
+
+E2 = torch.eye(2)
+
+
+def test_infonce_by_hand():
+    ids, mask = torch.tensor([1, 2]), torch.tensor([True, True])
+    # logits = I / tau: each row's own target at 1 / tau, the other at 0; both directions alike
+    assert batch_loss(E2, E2, mask, ids, "infonce", 1.0).item() == pytest.approx(math.log(1 + math.exp(-1)))
+    assert batch_loss(3 * E2, E2, mask, ids, "infonce", 0.5).item() == pytest.approx(math.log(1 + math.exp(-2)))
+    # a repeated id (a user on several rows of a pair batch) counts once; a row without a vector not at all
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    t = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    got = batch_loss(z, t, torch.tensor([True, True, True, False]), torch.tensor([4, 4, 9, 3]), "infonce", 1.0)
+    assert got.item() == pytest.approx(math.log(1 + math.exp(-1)))
+    # one distinct row: nothing to contrast
+    assert batch_loss(z[:2], t[:2], torch.tensor([True, True]), torch.tensor([4, 4]), "infonce").item() == 0.0
+
+
+def test_relational_matches_similarity_structure_not_coordinates():
+    ids, mask = torch.tensor([1, 2, 3]), torch.ones(3, dtype=torch.bool)
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    rot = torch.tensor([[0.0, -1.0], [1.0, 0.0]])
+    assert batch_loss(2.5 * t @ rot, t, mask, ids, "relational").item() == pytest.approx(0.0, abs=1e-7)
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    # cos(z1, z2) = 1 against cos(t1, t2) = 0 on both off-diagonal entries
+    assert batch_loss(z, E2, mask[:2], ids[:2], "relational").item() == pytest.approx(1.0)
+    # coordinates differ completely (rotated), per-row rmse is large, relational is zero
+    assert per_user_loss(t @ rot, t, "rmse").mean() > 0.4
+
+
+def test_rows_without_a_vector_get_no_gradient():
+    z = torch.randn(4, 3, requires_grad=True)
+    t = torch.randn(4, 3)
+    for kind in ("infonce", "relational", "rmse"):
+        z.grad = None
+        batch_loss(z, t, torch.tensor([True, False, True, True]), torch.arange(4), kind).backward()
+        assert z.grad[1].abs().sum() == 0 and z.grad[[0, 2, 3]].abs().sum() > 0, kind
+
+
+@pytest.mark.parametrize("loss", ["infonce", "relational"])
+def test_the_runner_trains_with_batch_losses(tmp_path, small, loss):  # noqa: F811
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec, loss=loss, alignment="projection", reducer={"method": "pca", "dim": 8})
+    res = llmkt.train(cfg, data=ds)
+    assert all(h["kt/L_kt"] > 0 for h in res.history[:2]) and 0 <= res.test.metrics["NDCG@10"] <= 1
+
+
+def test_an_unknown_loss_is_named():
+    with pytest.raises(ConfigError, match="infonce or relational"):
+        per_user_loss(E2, E2, "hinge")
