@@ -219,3 +219,11 @@ def _match_dtype(ids: np.ndarray, reference: np.ndarray) -> np.ndarray:
         except ValueError:
             return ids
     return ids
+
+
+def check_entity(vectors: ProfileVectors, side: str, where: str) -> None:
+    """Refuse item vectors where user vectors belong and vice versa (``meta["entity"]``, when recorded)."""
+    entity = vectors.meta.get("entity")
+    if entity is not None and entity != side:
+        raise DataError(f"{where}: these are {entity} vectors ({vectors.meta.get('source', 'vectors')}); {side} "
+                        "vectors belong here.")

@@ -17,6 +17,17 @@ from llmkt.models.registry import CTR_MODELS
 def evaluate_run(run_dir: str | Path, stage: str = "test", *, allow_unfinished: bool = False) -> EvalResult:
     """Metrics of the best checkpoint of a finished run folder on its split. A run that stopped before the end
     (no ``results.json``) is refused unless ``allow_unfinished`` (then its best checkpoint so far is used)."""
+    cfg, ds, split, model = load_run(run_dir, allow_unfinished=allow_unfinished)
+    result = evaluate_model(model, split, stage, protocol_of(cfg), None, cfg.training.eval_batch_size,
+                            positive_rating=cfg.data.positive_rating)
+    if stage == "test":
+        result.extra["slices"] = test_slices(cfg, model, split, result)
+    return result
+
+
+def load_run(run_dir: str | Path, *, allow_unfinished: bool = False):
+    """``(config, dataset, split, model)`` of a run folder, the model at its best checkpoint (refusals as in
+    :func:`evaluate_run`)."""
     run = Path(run_dir)
     ckpt = run / "best.pt"
     if not (run / "config.yaml").is_file():
@@ -46,8 +57,5 @@ def evaluate_run(run_dir: str | Path, stage: str = "test", *, allow_unfinished: 
     except (RuntimeError, TypeError, KeyError) as e:
         raise DataError(f"evaluate: {ckpt} does not fit the model of {run / 'config.yaml'} "
                         f"({str(e).splitlines()[0][:200]}); was config.yaml edited after training?") from None
-    result = evaluate_model(model, split, stage, protocol_of(cfg), None, cfg.training.eval_batch_size,
-                            positive_rating=cfg.data.positive_rating)
-    if stage == "test":
-        result.extra["slices"] = test_slices(cfg, model, split, result)
-    return result
+    model.eval()
+    return cfg, ds, split, model

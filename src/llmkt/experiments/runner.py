@@ -101,15 +101,26 @@ def evaluate_model(model: Recommender, split: Split, stage: str, protocol: Ranki
     if model.kind == "ctr":
         return evaluate_ctr(model, split.targets(stage), positive_rating, stage=stage, batch_size=8 * batch_size,
                             device=device, user_ids=ds.user_map.external_ids)
-    history = split.history(stage)  # train for valid; train + valid for test
-    if model.kind == "user_rows":
-        scorer = UserRowScorer(model, history, ds.n_users, ds.n_items, device)
-    elif model.kind == "pairs":
-        scorer = PairScorer(model, history, ds.n_users, model.hist_len, device)
-    else:
-        scorer = SequenceScorer(model, history, ds.n_users, max_len or model.max_len, device)
     model.eval()
-    return evaluate_ranking(scorer, history, split.targets(stage), ds.n_users, ds.n_items, protocol,
+    return evaluate_scorer(scorer_for(model, split, stage, max_len, device), split, stage, protocol, batch_size)
+
+
+def scorer_for(model: Recommender, split: Split, stage: str, max_len: int | None = None,
+               device: torch.device | str = "cpu"):
+    """The evaluator's scorer of a ranking model for ``stage`` (``uids -> (B, n_items + 1)``), reading the stage's
+    history (train for valid; train + valid for test)."""
+    ds, history = split.dataset, split.history(stage)
+    if model.kind == "user_rows":
+        return UserRowScorer(model, history, ds.n_users, ds.n_items, device)
+    if model.kind == "pairs":
+        return PairScorer(model, history, ds.n_users, model.hist_len, device)
+    return SequenceScorer(model, history, ds.n_users, max_len or model.max_len, device)
+
+
+def evaluate_scorer(scorer, split: Split, stage: str, protocol: RankingProtocol, batch_size: int = 512) -> EvalResult:
+    """Rank with any scorer (a model's, the text baseline's, an ensemble's) on ``stage``: seen items excluded."""
+    ds = split.dataset
+    return evaluate_ranking(scorer, split.history(stage), split.targets(stage), ds.n_users, ds.n_items, protocol,
                             batch_size=batch_size, stage=stage, user_ids=ds.user_map.external_ids)
 
 
