@@ -61,3 +61,21 @@ def test_the_runner_trains_with_batch_losses(tmp_path, small, loss):  # noqa: F8
 def test_an_unknown_loss_is_named():
     with pytest.raises(ConfigError, match="infonce or relational"):
         per_user_loss(E2, E2, "hinge")
+
+
+def test_a_transfer_term_under_one_percent_of_the_loss_warns(tmp_path, small):  # noqa: F811
+    from llmkt.errors import LLMKTWarning
+
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec, alpha=0.1)
+    cfg["model"] = {"name": "multvae", "hidden": 16, "latent": 8}  # a multinomial loss summed over items
+    with pytest.warns(LLMKTWarning, match=r"alpha \* beta \* L_kt is 0\.\d\d% of the training loss"):
+        res = llmkt.train(cfg, data=ds)
+    assert res.history[0]["kt/share"] < 0.01
+    cfg["transfer"]["dynamic_beta"] = True  # beta = L_model / L_kt: the two terms balance
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LLMKTWarning)
+        res = llmkt.train(cfg, data=ds)
+    assert res.history[0]["kt/share"] == pytest.approx(0.1, abs=1e-3)

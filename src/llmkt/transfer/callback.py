@@ -43,9 +43,28 @@ class _EpochStats:
     model: float = 0.0
     kt: float = 0.0
     beta: float = 0.0
+    term: float = 0.0  # alpha * beta * L_kt
+    total: float = 0.0  # the combined loss
     covered: int = 0
     users: int = 0
     steps: int = 0
+
+    def add(self, model: torch.Tensor, kt: torch.Tensor, beta: torch.Tensor, alpha: float, covered: int,
+            rows: int) -> torch.Tensor:
+        total = alpha * beta * kt + (1.0 - alpha) * model
+        self.model += float(model.detach())
+        self.kt += float(kt.detach())
+        self.beta += float(beta)
+        self.term += float((alpha * beta * kt).detach())
+        self.total += float(total.detach())
+        self.covered += covered
+        self.users += rows
+        self.steps += 1
+        return total
+
+
+#: below this share of the combined loss the transfer term is too small to matter: the run warns
+SMALL_SHARE = 0.01
 
 
 @dataclass
@@ -68,6 +87,7 @@ class KnowledgeTransfer(Callback):
     _captured: torch.Tensor | None = field(init=False, default=None)
     _stats: _EpochStats = field(init=False, default_factory=_EpochStats)
     _on: bool = field(init=False, default=False)
+    _warned: bool = field(init=False, default=False)
     modules: nn.ModuleDict = field(init=False)
 
     def __post_init__(self) -> None:
@@ -176,21 +196,25 @@ class KnowledgeTransfer(Callback):
         s = self.settings
         beta = (loss.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
             loss.new_tensor(1.0)
-        st = self._stats
-        st.model += float(loss.detach())
-        st.kt += float(l_kt.detach())
-        st.beta += float(beta)
-        st.covered += covered
-        st.users += int(batch["uid"].shape[0])
-        st.steps += 1
-        return s.alpha * beta * l_kt + (1.0 - s.alpha) * loss
+        return self._stats.add(loss, l_kt, beta, s.alpha, covered, int(batch["uid"].shape[0]))
 
     def epoch_logs(self, trainer) -> dict[str, float]:
         st = self._stats
         if not self._on or st.steps == 0:
             return {"kt/active": 0.0}
+        share = st.term / st.total if st.total > 0 else 0.0
+        if 0 < self.settings.alpha and share < SMALL_SHARE and not self._warned:
+            import warnings
+
+            from llmkt.errors import LLMKTWarning
+
+            self._warned = True
+            warnings.warn(f"transfer: alpha * beta * L_kt is {share:.2%} of the training loss (L_model "
+                          f"{st.model / st.steps:.4g}, L_kt {st.kt / st.steps:.4g}): the transfer term hardly moves "
+                          "the model. Set transfer.dynamic_beta: true (beta = L_model / L_kt) or raise alpha.",
+                          LLMKTWarning, stacklevel=2)
         return {"kt/active": 1.0, "kt/L_model": st.model / st.steps, "kt/L_kt": st.kt / st.steps,
-                "kt/beta": st.beta / st.steps, "kt/coverage": st.covered / max(st.users, 1)}
+                "kt/beta": st.beta / st.steps, "kt/share": share, "kt/coverage": st.covered / max(st.users, 1)}
 
     def on_fit_end(self, trainer) -> None:
         self.detach()
@@ -266,14 +290,7 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         s = self.settings
         beta = (loss.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
             loss.new_tensor(1.0)
-        st = self._stats
-        st.model += float(loss.detach())
-        st.kt += float(l_kt.detach())
-        st.beta += float(beta)
-        st.covered += covered
-        st.users += int(len(batch_items(batch)))
-        st.steps += 1
-        return s.alpha * beta * l_kt + (1.0 - s.alpha) * loss
+        return self._stats.add(loss, l_kt, beta, s.alpha, covered, int(len(batch_items(batch))))
 
 
 def item_tables(model: nn.Module, n_items: int) -> list[str]:
