@@ -93,3 +93,27 @@ def test_item_vectors_on_the_user_side_are_refused(tmp_path, data):
            "transfer": {"vectors": {"path": str(items)}, "reducer": {"method": "pca"}, "compare_base": False}}
     with pytest.raises(ConfigError, match="these are item vectors but transfer.side is 'user'"):
         llmkt.train(cfg, data=ds)
+
+
+def test_both_sides_at_once_wrap_one_loss_each_with_its_own_logs_and_reducer(tmp_path, data):
+    import pandas as pd
+
+    ds, items, users = data
+    cfg = {"model": {"name": "bprmf", "dim": 8}, "training": {"epochs": 4, "batch_size": 16, "progress": False},
+           "output": {"dir": str(tmp_path / "runs")},
+           "transfer": {"vectors": {"path": str(users)}, "reducer": {"method": "pca"}, "alpha": 0.3,
+                        "compare_base": False,
+                        "item": {"vectors": {"path": str(items)}, "reducer": {"method": "pca"}, "alpha": 0.2,
+                                 "loss": "infonce"}}}
+    res = llmkt.train(cfg, data=ds)
+    assert res.transfer["layer"] == "user_emb" and res.transfer["item"]["layer"] == "item_emb"
+    assert res.transfer["item"]["side"] == "item" and res.transfer["item"]["coverage"] == pytest.approx(0.8)
+    rows = pd.read_csv(res.run_dir / "metrics.csv")
+    assert rows["kt/active"].tolist() == rows["kt_item/active"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert (rows["kt_item/L_kt"].iloc[:2] > 0).all() and (rows["kt/L_kt"].iloc[:2] > 0).all()
+    # the item side wraps the user side's combined loss: its "L_model" is that loss
+    assert rows["kt_item/L_model"].iloc[0] != pytest.approx(rows["kt/L_model"].iloc[0])
+    assert (res.run_dir / "reducer.npz").exists() and (res.run_dir / "reducer_item.npz").exists()
+    bad = dict(cfg, transfer={**cfg["transfer"], "side": "item"})
+    with pytest.raises(ConfigError, match="with side: item leave transfer.item out"):
+        llmkt.train(bad, data=ds)

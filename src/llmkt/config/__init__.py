@@ -320,6 +320,20 @@ class FinetuneStep(_Step):
 ScheduleStep = Annotated[Union[TransferStep, FinetuneStep], Field(discriminator="step")]
 
 
+class ItemTransferConfig(Strict):
+    """The item side of a run that transfers on both sides (``transfer.item``): its own vectors, table, loss and
+    alpha; the schedule is the run's."""
+
+    vectors: VectorsConfig
+    reducer: ReducerConfig = Field(default_factory=ReducerConfig)
+    layer: str | None = Field(None, description="an item table (item_emb, ...); default: the model's")
+    alignment: Literal["fixed", "slice", "projection"] = "fixed"
+    loss: Literal["rmse", "mse", "cosine", "infonce", "relational"] = "rmse"
+    temperature: float = Field(0.1, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
+    dynamic_beta: bool = False
+
+
 class TransferConfig(Strict):
     vectors: VectorsConfig
     reducer: ReducerConfig = Field(default_factory=ReducerConfig)
@@ -342,6 +356,16 @@ class TransferConfig(Strict):
         default_factory=lambda: [TransferStep(fraction=0.5), FinetuneStep(step="finetune", fraction=0.5)],
         min_length=1)
     compare_base: bool = Field(True, description="also train the base model (same seed) and report both")
+    item: ItemTransferConfig | None = Field(None, description="transfer on the item side too, at once (this section "
+                                            "is then the user side): L = a_i*b_i*L_kt_item + (1 - a_i)*(a_u*b_u*"
+                                            "L_kt_user + (1 - a_u)*L_model)")
+
+    @model_validator(mode="after")
+    def _both_sides(self):
+        if self.item is not None and self.side != "user":
+            raise ValueError("transfer.item adds the item side to a user-side transfer; with side: item leave "
+                             "transfer.item out")
+        return self
 
 
 class RunConfig(Strict):

@@ -27,12 +27,32 @@ def transfer_spec(t: TransferConfig) -> TransferSpec:
                         steps=steps)
 
 
+def item_spec(t: TransferConfig) -> TransferSpec:
+    """The item side of a two-sided transfer (``transfer.item``), on the run's schedule."""
+    i, r = t.item, t.item.reducer
+    return TransferSpec(layer=i.layer, side="item", alignment=i.alignment, loss=i.loss, alpha=i.alpha,
+                        dynamic_beta=i.dynamic_beta, temperature=i.temperature,
+                        reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load,
+                                            r.trust_pickle),
+                        steps=transfer_spec(t).steps)
+
+
 def setup_transfer(cfg: RunConfig, model: Recommender, split: Split, first_batch: dict[str, torch.Tensor],
                    device: torch.device, run_dir: Path | None) -> TransferSetup:
-    """The callbacks of the run's transfer section (vectors read and checked against the run's split)."""
+    """The callbacks of the run's transfer section (vectors read and checked against the run's split); with
+    ``transfer.item`` the item side's too (its loss wraps the user side's; metrics ``kt_item/...``, reducer
+    ``reducer_item.npz``)."""
     vectors = read_vectors(cfg.transfer.vectors, split, cfg.data.data_dir)
-    return build_transfer(transfer_spec(cfg.transfer), model, split, vectors, first_batch, device,
-                          cfg.training.epochs, cfg.training.seed, run_dir)
+    setup = build_transfer(transfer_spec(cfg.transfer), model, split, vectors, first_batch, device,
+                           cfg.training.epochs, cfg.training.seed, run_dir)
+    if cfg.transfer.item is None:
+        return setup
+    items = read_vectors(cfg.transfer.item.vectors, split, cfg.data.data_dir, "transfer.item.vectors")
+    second = build_transfer(item_spec(cfg.transfer), model, split, items, first_batch, device, cfg.training.epochs,
+                            cfg.training.seed, run_dir, reducer_file="reducer_item.npz", log_prefix="kt_item")
+    setup.callbacks.insert(1, second.kt)  # after the user side's loss, before the one phase freezer
+    setup.info["item"] = second.info
+    return setup
 
 
 def check_transfer(cfg: RunConfig, ds: Dataset, split: Split | None = None) -> dict[str, Any]:
@@ -50,6 +70,13 @@ def check_transfer(cfg: RunConfig, ds: Dataset, split: Split | None = None) -> d
     with torch.random.fork_rng(devices=[]):  # building a throw-away model must not move the global random stream
         model, _ = build_run_model(cfg, ds, split, features)
         batches = make_batches(model, split, cfg)
-        plan = plan_transfer(transfer_spec(cfg.transfer), model, split, vectors, next(iter(batches.epoch(0))),
-                             torch.device("cpu"), cfg.training.epochs)
-    return {"layer": plan.layer_name, "layer_width": plan.width, "coverage": plan.coverage}
+        first = next(iter(batches.epoch(0)))
+        plan = plan_transfer(transfer_spec(cfg.transfer), model, split, vectors, first, torch.device("cpu"),
+                             cfg.training.epochs)
+        out = {"layer": plan.layer_name, "layer_width": plan.width, "coverage": plan.coverage}
+        if cfg.transfer.item is not None:
+            items = read_vectors(cfg.transfer.item.vectors, split, cfg.data.data_dir, "transfer.item.vectors")
+            ip = plan_transfer(item_spec(cfg.transfer), model, split, items, first, torch.device("cpu"),
+                               cfg.training.epochs)
+            out["item"] = {"layer": ip.layer_name, "layer_width": ip.width, "coverage": ip.coverage}
+    return out

@@ -82,6 +82,7 @@ class KnowledgeTransfer(Callback):
     settings: TransferSettings
     active: Callable[[int], bool] = lambda epoch: True
     sequence_mask: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+    log_prefix: str = "kt"  # metrics.csv columns <prefix>/L_kt, ...; kt_item for the second side of a run
     layer_name: str = field(init=False, default="")
     _handle: Any = field(init=False, default=None)
     _captured: torch.Tensor | None = field(init=False, default=None)
@@ -201,7 +202,7 @@ class KnowledgeTransfer(Callback):
     def epoch_logs(self, trainer) -> dict[str, float]:
         st = self._stats
         if not self._on or st.steps == 0:
-            return {"kt/active": 0.0}
+            return {f"{self.log_prefix}/active": 0.0}
         share = st.term / st.total if st.total > 0 else 0.0
         if 0 < self.settings.alpha and share < SMALL_SHARE and not self._warned:
             import warnings
@@ -213,8 +214,9 @@ class KnowledgeTransfer(Callback):
                           f"{st.model / st.steps:.4g}, L_kt {st.kt / st.steps:.4g}): the transfer term hardly moves "
                           "the model. Set transfer.dynamic_beta: true (beta = L_model / L_kt) or raise alpha.",
                           LLMKTWarning, stacklevel=2)
-        return {"kt/active": 1.0, "kt/L_model": st.model / st.steps, "kt/L_kt": st.kt / st.steps,
-                "kt/beta": st.beta / st.steps, "kt/share": share, "kt/coverage": st.covered / max(st.users, 1)}
+        p = self.log_prefix
+        return {f"{p}/active": 1.0, f"{p}/L_model": st.model / st.steps, f"{p}/L_kt": st.kt / st.steps,
+                f"{p}/beta": st.beta / st.steps, f"{p}/share": share, f"{p}/coverage": st.covered / max(st.users, 1)}
 
     def on_fit_end(self, trainer) -> None:
         self.detach()

@@ -216,7 +216,8 @@ class TransferSetup:
 
 def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors: ProfileVectors,
                    first_batch: dict[str, torch.Tensor], device: torch.device, epochs: int, seed: int,
-                   run_dir: Path | None = None) -> TransferSetup:
+                   run_dir: Path | None = None, *, reducer_file: str = "reducer.npz",
+                   log_prefix: str = "kt") -> TransferSetup:
     """The callbacks of a transfer run (see the module docstring); the fitted reducer is saved in ``run_dir``."""
     t = spec
     ds = split.dataset
@@ -233,7 +234,7 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
     targets = np.zeros((len(raw), reducer.dim), dtype=np.float32)  # by internal uid (iid for the item side)
     targets[has_vec] = reducer.transform(raw[has_vec])
     if run_dir is not None:
-        reducer.save(run_dir / "reducer.npz")
+        reducer.save(run_dir / reducer_file)
     phases = plan.phases
     mask = has_vec.copy()
     transfer_phases = [p for p in phases if p.kind == "transfer"]
@@ -250,10 +251,10 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
     active = lambda epoch: phase_at(phases, epoch).kind == "transfer"  # noqa: E731
     if t.side == "item":
         kt = ItemKnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
-                                   active=active, n_items=ds.n_items)
+                                   active=active, log_prefix=log_prefix, n_items=ds.n_items)
     else:
         kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings, active=active,
-                               sequence_mask=model.sequence_mask)
+                               sequence_mask=model.sequence_mask, log_prefix=log_prefix)
     with torch.random.fork_rng(devices=rng_devices):
         kt.build(width, device)
     info = {"side": t.side, "layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
