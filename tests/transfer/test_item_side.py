@@ -70,17 +70,20 @@ def data(tmp_path):
     return ds, items.save(tmp_path / "items.npz"), users.save(tmp_path / "users.npz")
 
 
-@pytest.mark.parametrize("model, layer", [({"name": "bprmf", "dim": 8}, "item_emb"),
-                                          ({"name": "lightgcn", "dim": 8, "n_layers": 2}, "item_emb"),
-                                          ({"name": "sasrec", "max_len": 10, "hidden": 8, "n_heads": 2}, "item_emb")])
-def test_the_runner_trains_item_side_transfer(tmp_path, data, model, layer):
+@pytest.mark.parametrize("model, layer, width", [
+    ({"name": "bprmf", "dim": 8}, "item_emb", 8),
+    ({"name": "lightgcn", "dim": 8, "n_layers": 2}, "item_emb", 8),
+    ({"name": "sasrec", "max_len": 10, "hidden": 8, "n_heads": 2}, "item_emb", 8),
+    ({"name": "bert4rec", "max_len": 10, "hidden": 8, "n_heads": 2}, "item_emb", 8),  # + a mask-token row
+    ({"name": "multvae", "hidden": 12, "latent": 8}, "decoder.2", 12)])  # the output layer's weight rows
+def test_the_runner_trains_item_side_transfer(tmp_path, data, model, layer, width):
     ds, items, _ = data
     cfg = {"model": model, "training": {"epochs": 4, "batch_size": 16, "progress": False, "seed": 3},
            "output": {"dir": str(tmp_path / "runs")},
            "transfer": {"side": "item", "vectors": {"path": str(items)}, "reducer": {"method": "pca"},
                         "compare_base": False}}
     res = llmkt.train(cfg, data=ds)
-    assert (res.transfer["side"], res.transfer["layer"], res.transfer["vector_dim"]) == ("item", layer, 8)
+    assert (res.transfer["side"], res.transfer["layer"], res.transfer["vector_dim"]) == ("item", layer, width)
     assert res.transfer["coverage"] == pytest.approx(0.8)
     assert [h["kt/active"] for h in res.history] == [1.0, 1.0, 0.0, 0.0]
     assert all(h["kt/L_kt"] > 0 for h in res.history[:2]) and 0 <= res.test.metrics["NDCG@10"] <= 1

@@ -279,6 +279,7 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
 
     def transfer_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         ids = batch_items(batch)
+        ids = ids[ids <= self.n_items]  # ids past the catalogue (a model's own mask token) are no items
         rows = item_table(self.layer, self.n_items)[ids]  # (I, d)
         z = self.modules["align"](rows)
         m = self.mask[ids]
