@@ -75,7 +75,9 @@ def data(tmp_path):
     ({"name": "lightgcn", "dim": 8, "n_layers": 2}, "item_emb", 8),
     ({"name": "sasrec", "max_len": 10, "hidden": 8, "n_heads": 2}, "item_emb", 8),
     ({"name": "bert4rec", "max_len": 10, "hidden": 8, "n_heads": 2}, "item_emb", 8),  # + a mask-token row
-    ({"name": "multvae", "hidden": 12, "latent": 8}, "decoder.2", 12)])  # the output layer's weight rows
+    ({"name": "multvae", "hidden": 12, "latent": 8}, "decoder.2", 12),  # the output layer's weight rows
+    ({"name": "neumf", "gmf_dim": 8, "mlp_dims": [8, 4]}, "item_gmf", 8),
+    ({"name": "simplex", "dim": 8, "hist_len": 5, "n_negatives": 5}, "item_emb", 8)])
 def test_the_runner_trains_item_side_transfer(tmp_path, data, model, layer, width):
     ds, items, _ = data
     cfg = {"model": model, "training": {"epochs": 4, "batch_size": 16, "progress": False, "seed": 3},
