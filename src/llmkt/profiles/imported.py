@@ -9,7 +9,6 @@ those interactions is validation or test. Keys cover the file's SHA-256: a chang
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -33,11 +32,10 @@ class ProfileFile:
 
 
 def file_digest(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """SHA-256 of a file (the same digest the weights registry checks)."""
+    from llmkt.profiles.weights import _sha256
+
+    return _sha256(Path(path))
 
 
 def _canonical(value: Any) -> str:
