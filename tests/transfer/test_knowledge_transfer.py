@@ -69,6 +69,32 @@ def test_beta_follows_definition_and_is_detached():
     kt.detach()
 
 
+def test_normalized_model_loss_has_value_one_and_the_model_gradient_over_its_loss():
+    torch.manual_seed(0)
+    m = SASRec(N_ITEMS, max_len=L, hidden=8, n_heads=2, dropout=0.0)
+    kt = _kt(m, "blocks.1", alpha=0.3, normalize_model_loss=True)
+    b = _batch()
+    l_model = m.loss(b) * 250.0  # a model loss in the hundreds (MultVAE's scale)
+    l_kt, _ = kt.transfer_loss(b)
+    m.loss(b)
+    total = kt.on_loss(None, b, l_model)
+    assert torch.allclose(total, 0.3 * l_kt + 0.7 * torch.ones(()))
+    w = m.blocks[1].ffn.fc2.bias
+    g_total = torch.autograd.grad(total, w, retain_graph=True)[0]
+    g_expected = torch.autograd.grad(0.3 * l_kt + 0.7 * l_model / float(l_model), w)[0]
+    assert torch.allclose(g_total, g_expected)
+    logs = kt.epoch_logs(None)
+    assert logs["kt/L_model"] == pytest.approx(float(l_model))  # the model's own loss is what the log shows
+    assert logs["kt/share"] == pytest.approx(float(0.3 * l_kt / (0.3 * l_kt + 0.7)), rel=1e-5)
+    kt.detach()
+
+
+def test_dynamic_beta_and_normalized_model_loss_are_refused_together(tmp_path):
+    vec = {"path": str(tmp_path / "v.npz")}
+    with pytest.raises(ConfigError, match="choose one"):
+        validate_config({"transfer": {"vectors": vec, "dynamic_beta": True, "normalize_model_loss": True}})
+
+
 def test_masked_users_contribute_zero():
     torch.manual_seed(0)
     m = SASRec(N_ITEMS, max_len=L, hidden=8, n_heads=2).eval()

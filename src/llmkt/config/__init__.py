@@ -351,7 +351,11 @@ class TransferConfig(Strict):
                             "transfer.md)")
     temperature: float = Field(0.1, gt=0, description="infonce: softmax temperature of the cosine similarities")
     alpha: float = Field(0.5, ge=0, le=1)
-    dynamic_beta: bool = False
+    dynamic_beta: bool = Field(False, description="beta = detach(L_model / L_kt): alpha * beta * L_kt has L_model's "
+                                                  "value, so the share of the transfer term is alpha")
+    normalize_model_loss: bool = Field(False, description="L_model / detach(|L_model|) in the combined loss (value "
+                                       "1): a model loss far from L_kt's scale (MultVAE's, in the hundreds) no "
+                                       "longer drowns it (docs/transfer.md)")
     schedule: list[ScheduleStep] = Field(
         default_factory=lambda: [TransferStep(fraction=0.5), FinetuneStep(step="finetune", fraction=0.5)],
         min_length=1)
@@ -362,6 +366,8 @@ class TransferConfig(Strict):
 
     @model_validator(mode="after")
     def _both_sides(self):
+        if self.dynamic_beta and self.normalize_model_loss:
+            raise ValueError("dynamic_beta and normalize_model_loss both rescale the two terms; choose one")
         if self.item is not None and self.side != "user":
             raise ValueError("transfer.item adds the item side to a user-side transfer; with side: item leave "
                              "transfer.item out")

@@ -22,6 +22,7 @@ def transfer_spec(t: TransferConfig) -> TransferSpec:
                        st.users if isinstance(st, TransferStep) else 1.0) for st in t.schedule)
     return TransferSpec(layer=t.layer, side=t.side, point=t.point, pooling=t.pooling, gamma=t.gamma, alignment=t.alignment,
                         loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta, temperature=t.temperature,
+                        normalize_model_loss=t.normalize_model_loss,
                         reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load,
                                             r.trust_pickle),
                         steps=steps)

@@ -3,7 +3,9 @@
 While a transfer phase is active, a forward hook on the named layer captures its output (or input); ``on_loss``
 pools it over positions (3-D outputs), aligns it to the profile-vector space and adds
 
-    L = alpha * beta * L_kt + (1 - alpha) * L_model,   beta = detach(L_model / L_kt) if dynamic_beta else 1.
+    L = alpha * beta * L_kt + (1 - alpha) * L_model,   beta = detach(L_model / L_kt) if dynamic_beta else 1;
+    with normalize_model_loss, L_model / detach(|L_model|) stands for L_model (value 1, the model's gradient divided
+    by its loss: a model loss in the hundreds no longer drowns L_kt).
 
 The hook exists only during active phases and is removed when a phase ends, when training ends and when
 training fails (``on_fit_end`` runs in the trainer's ``finally``). The model's own code is never changed, so the
@@ -35,6 +37,7 @@ class TransferSettings:
     loss: str = "rmse"  # rmse | mse | cosine | infonce | relational
     alpha: float = 0.5
     dynamic_beta: bool = False
+    normalize_model_loss: bool = False  # L_model / detach(|L_model|): value 1, gradient grad(L_model) / |L_model|
     temperature: float = 0.1  # infonce
 
 
@@ -49,9 +52,11 @@ class _EpochStats:
     users: int = 0
     steps: int = 0
 
-    def add(self, model: torch.Tensor, kt: torch.Tensor, beta: torch.Tensor, alpha: float, covered: int,
-            rows: int) -> torch.Tensor:
-        total = alpha * beta * kt + (1.0 - alpha) * model
+    def add(self, model: torch.Tensor, scaled: torch.Tensor, kt: torch.Tensor, beta: torch.Tensor, alpha: float,
+            covered: int, rows: int) -> torch.Tensor:
+        """``model``: L_model as the model computed it (logged); ``scaled``: the term that enters the total (L_model,
+        or L_model / |L_model| with ``normalize_model_loss``)."""
+        total = alpha * beta * kt + (1.0 - alpha) * scaled
         self.model += float(model.detach())
         self.kt += float(kt.detach())
         self.beta += float(beta)
@@ -194,10 +199,15 @@ class KnowledgeTransfer(Callback):
             return loss
         l_kt, covered = self.transfer_loss(batch)
         self._captured = None
+        return self.combine(loss, l_kt, covered, int(batch["uid"].shape[0]))
+
+    def combine(self, loss: torch.Tensor, l_kt: torch.Tensor, covered: int, rows: int) -> torch.Tensor:
+        """``alpha * beta * L_kt + (1 - alpha) * L_model`` with this run's beta and model-loss scaling."""
         s = self.settings
-        beta = (loss.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
+        scaled = loss / loss.detach().abs().clamp(min=1e-12) if s.normalize_model_loss else loss
+        beta = (scaled.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
             loss.new_tensor(1.0)
-        return self._stats.add(loss, l_kt, beta, s.alpha, covered, int(batch["uid"].shape[0]))
+        return self._stats.add(loss, scaled, l_kt, beta, s.alpha, covered, rows)
 
     def epoch_logs(self, trainer) -> dict[str, float]:
         st = self._stats
@@ -212,7 +222,8 @@ class KnowledgeTransfer(Callback):
             self._warned = True
             warnings.warn(f"transfer: alpha * beta * L_kt is {share:.2%} of the training loss (L_model "
                           f"{st.model / st.steps:.4g}, L_kt {st.kt / st.steps:.4g}): the transfer term hardly moves "
-                          "the model. Set transfer.dynamic_beta: true (beta = L_model / L_kt) or raise alpha.",
+                          "the model. Set transfer.dynamic_beta: true (beta = L_model / L_kt) or "
+                          "transfer.normalize_model_loss: true, or raise alpha.",
                           LLMKTWarning, stacklevel=2)
         p = self.log_prefix
         return {f"{p}/active": 1.0, f"{p}/L_model": st.model / st.steps, f"{p}/L_kt": st.kt / st.steps,
@@ -290,10 +301,7 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         if not self._on:
             return loss
         l_kt, covered = self.transfer_loss(batch)
-        s = self.settings
-        beta = (loss.detach() / l_kt.detach()).clamp(max=1e6) if (s.dynamic_beta and covered) else \
-            loss.new_tensor(1.0)
-        return self._stats.add(loss, l_kt, beta, s.alpha, covered, int(len(batch_items(batch))))
+        return self.combine(loss, l_kt, covered, int(len(batch_items(batch))))
 
 
 def item_tables(model: nn.Module, n_items: int) -> list[str]:

@@ -112,6 +112,7 @@ class TransferSpec:
     loss: str = "rmse"
     alpha: float = 0.5
     dynamic_beta: bool = False
+    normalize_model_loss: bool = False
     temperature: float = 0.1  # infonce
     reducer: ReducerSpec = field(default_factory=ReducerSpec)
     steps: tuple[Step, ...] = (Step("transfer", fraction=0.5), Step("finetune", fraction=0.5))
@@ -247,7 +248,7 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
 
     settings = TransferSettings(layer=layer_name, point=t.point, pooling=t.pooling, gamma=t.gamma,
                                 alignment=t.alignment, loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta,
-                                temperature=t.temperature)
+                                normalize_model_loss=t.normalize_model_loss, temperature=t.temperature)
     active = lambda epoch: phase_at(phases, epoch).kind == "transfer"  # noqa: E731
     if t.side == "item":
         kt = ItemKnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
