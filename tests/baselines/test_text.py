@@ -86,3 +86,26 @@ def test_the_cli_prints_text_model_and_ensemble(trained, tmp_path):
     bad = CliRunner().invoke(main, ["baseline", "text", "--run", str(res.run_dir), "--users", str(i), "--items",
                                     str(i)])
     assert bad.exit_code == 2 and "user vectors: these are item vectors" in bad.output, bad.output
+
+
+def test_popularity_ranks_by_training_counts_on_the_configs_split(tmp_path):
+    # item 9 is in every training history but user 4's: popularity recommends it to user 4 first
+    rows = [(u, i, t) for u in (1, 2, 3) for t, i in enumerate((9, 10 + u, 20 + u, 30 + u))]
+    rows += [(4, 5, 0), (4, 6, 1), (4, 7, 2), (4, 9, 3)]  # leave-one-out: user 4's test item is 9
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "interactions.csv").write_text("user_id,item_id,timestamp\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {{name: csv, path: {folder}}}\nsplit: {{kind: leave_one_out}}\nmodel: {{name: bprmf}}\n"
+                   "evaluation: {ks: [1]}\n")
+    out = CliRunner().invoke(main, ["baseline", "popularity", str(cfg), "-o", str(tmp_path / "p.json")])
+    assert out.exit_code == 0, out.output
+    metrics = json.loads((tmp_path / "p.json").read_text())
+    from llmkt.experiments.baselines import popularity_baseline
+
+    hit = popularity_baseline(str(cfg))["test"].per_user.set_index("user_id")["HR@1"]
+    assert hit.loc[4] == 1.0 and hit.drop(4).sum() == 0.0  # the others' test items were seen once or never
+    assert metrics["test"]["metrics"]["HR@1"] == 0.25
+    assert "popularity test [full ranking" in out.output
+    bad = CliRunner().invoke(main, ["baseline", "popularity", str(tmp_path / "none.yaml")])
+    assert bad.exit_code == 2

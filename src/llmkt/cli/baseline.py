@@ -1,4 +1,4 @@
-"""``llmkt baseline text``: a wrapper over ``llmkt.experiments.baselines.text_baselines``."""
+"""``llmkt baseline text|popularity``: wrappers over ``llmkt.experiments.baselines``."""
 
 from __future__ import annotations
 
@@ -48,3 +48,20 @@ def text(run_dir: str | None, config: str | None, overrides: tuple[str, ...], us
     if out:
         Path(out).write_text(json.dumps(r.summary(), indent=1, default=str))
         click.echo(f"summary: {out}")
+
+
+@baseline.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="overrides of CONFIG")
+@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False), help="write the metrics as JSON here")
+def popularity(config: str, overrides: tuple[str, ...], out: str | None) -> None:
+    """Rank unseen items by training popularity on CONFIG's data, split and metrics (the floor for every model)."""
+    from llmkt.experiments.baselines import popularity_baseline
+
+    r = popularity_baseline(config, list(overrides))
+    for stage, res in r.items():
+        click.echo(f"popularity {stage} [{res.protocol}]: " + ", ".join(f"{k} {v:.4f}" for k, v in res.metrics.items()))
+    if out:
+        Path(out).write_text(json.dumps({s: {"protocol": res.protocol, "metrics": res.metrics} for s, res in r.items()},
+                                        indent=1))
+        click.echo(f"metrics: {out}")

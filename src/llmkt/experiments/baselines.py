@@ -88,3 +88,16 @@ def text_baselines(user_vectors: str | dict | VectorsConfig, item_vectors: str |
     out.weight, out.curve = choose_weight(valid_at, weights)
     out.ensemble = evaluate_scorer(EnsembleScorer(scorers["test"], text, out.weight), split, "test", protocol, bs)
     return out
+
+
+def popularity_baseline(config: Any, overrides: list[str] | None = None) -> dict[str, EvalResult]:
+    """Rank every user's unseen items by their number of training interactions (validation) or training +
+    validation interactions (test), on the run config's data, split and protocol: the floor every model must
+    clear."""
+    from llmkt.evaluation.baselines import evaluate_popularity
+    from llmkt.experiments.runner import protocol_of
+
+    cfg = load_config(config, overrides)
+    ds = load_dataset(cfg)
+    split = split_dataset(cfg, ds)
+    return {s: evaluate_popularity(split, s, protocol_of(cfg)) for s in ("valid", "test")}
