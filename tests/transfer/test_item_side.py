@@ -122,3 +122,31 @@ def test_both_sides_at_once_wrap_one_loss_each_with_its_own_logs_and_reducer(tmp
     bad = dict(cfg, transfer={**cfg["transfer"], "side": "item"})
     with pytest.raises(ConfigError, match="with side: item leave transfer.item out"):
         llmkt.train(bad, data=ds)
+
+
+def test_item_metadata_text_is_an_item_side_source_without_an_llm(tmp_path):
+    import os
+
+    import pandas as pd
+
+    from llmkt.profiles.weights import weights_path
+
+    if not (weights_path("all-minilm-l6-v2").parent / ".verified").exists() and not os.environ.get("LLMKT_REQUIRE_LLM"):
+        pytest.skip("all-minilm-l6-v2 not fetched")
+    inter = random_interactions(n_users=30, n_items=12, per_user=6)
+    ids = sorted(inter["item_id"].unique())
+    items = pd.DataFrame({"item_id": ids, "title": [f"Book number {i}" for i in range(len(ids))],
+                          "genres": ["Drama|War" if i % 2 else "Comedy" for i in range(len(ids))]})
+    ds = Dataset.from_frames(inter, items, name="titled")
+    cfg = {"model": {"name": "bprmf", "dim": 8}, "training": {"epochs": 2, "batch_size": 16, "progress": False},
+           "output": {"dir": str(tmp_path / "runs")},
+           "transfer": {"side": "item", "vectors": {"item_text": "all-minilm-l6-v2"}, "reducer": {"method": "pca"},
+                        "compare_base": False}}
+    res = llmkt.train(cfg, data=ds)
+    assert (res.transfer["coverage"], res.transfer["vector_dim_in"], res.transfer["vector_dim"]) == (1.0, 384, 8)
+    assert res.history[0]["kt/L_kt"] > 0
+    cfg["transfer"]["side"] = "user"
+    with pytest.raises(ConfigError, match="these are item vectors but transfer.side is 'user'"):
+        llmkt.train(cfg, data=ds)
+    with pytest.raises(ConfigError, match="exactly one of path"):
+        llmkt.train({**cfg, "transfer": {"vectors": {"item_text": "x", "path": "v.npz"}}}, data=ds)

@@ -155,6 +155,9 @@ class VectorsConfig(Strict):
     profiles_set: list[str] = Field(default_factory=list, description="with profiles: --set overrides of that job, "
                                                                       "e.g. [backend.kind=template]")
     encoder: str | None = Field(None, description="with profiles: encoder id in the store; default: the job's")
+    item_text: str | None = Field(None, description="item vectors without an LLM: each item's metadata text (title, "
+                                  "year, genres) embedded with this sentence-transformers model (weights name, "
+                                  "folder or model id, e.g. all-minilm-l6-v2); for transfer.side: item")
     control: Literal["none", "shuffle", "random"] = Field(
         "none", description="a control run with the same shape: shuffle = each user gets another user's vector, "
                             "random = Gaussian with each dimension's mean and std")
@@ -167,8 +170,9 @@ class VectorsConfig(Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.profiles is None):
-            raise ValueError("give exactly one of path (a vectors file) or profiles (a profile-job YAML)")
+        if sum(s is not None for s in (self.path, self.profiles, self.item_text)) != 1:
+            raise ValueError("give exactly one of path (a vectors file), profiles (a profile-job YAML) or item_text "
+                             "(an encoder for the items' metadata text)")
         return self
 
 

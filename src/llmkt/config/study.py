@@ -30,6 +30,8 @@ class VariantConfig(Strict):
     profiles_set: list[str] = Field(default_factory=list, description="--set overrides for that profile job, "
                                                                       "e.g. [backend.kind=template]")
     encoder: str | None = None
+    item_text: str | None = Field(None, description="item vectors without an LLM: the items' metadata text embedded "
+                                                    "with this encoder (use with transfer: {side: item})")
     use: Literal["transfer", "kar"] = Field("transfer", description="transfer: the auxiliary loss of knowledge "
                                             "transfer (the grid's transfer.* axes apply); kar: the vectors as KAR's "
                                             "user knowledge input around the run's click-prediction model")
@@ -46,9 +48,9 @@ class VariantConfig(Strict):
 
     @model_validator(mode="after")
     def _source(self):
-        sources = [s for s in (self.path, self.profiles, self.of) if s is not None]
+        sources = [s for s in (self.path, self.profiles, self.item_text, self.of) if s is not None]
         if len(sources) != 1:
-            raise ValueError("give exactly one of path, profiles or of (a control of another variant)")
+            raise ValueError("give exactly one of path, profiles, item_text or of (a control of another variant)")
         if self.of is not None and self.control == "none":
             raise ValueError("a variant 'of' another one is a control: set control: shuffle or random")
         if self.use == "kar" and self.transfer:

@@ -104,6 +104,8 @@ def _cache_key(v: Any, split: Split | None, data_dir: str | None) -> str | None:
             job = load_profiles_config(v.profiles, ([f"data.data_dir={data_dir}"] if data_dir else []) +
                                        list(v.profiles_set))
             files = _file_state(job.store_path())
+        elif v.item_text is not None:
+            files = []  # the dataset's metadata: part of the split's fingerprint
         else:
             files = _file_state(Path(v.path)) + (_file_state(Path(v.ids)) if v.ids else [])
     except (OSError, LLMKTError):
@@ -150,6 +152,13 @@ def _read_source(v: Any, split: Split | None, data_dir: str | None) -> ProfileVe
         # every profile is checked against the split of the run that uses it (LeakError otherwise)
         overrides = ([f"data.data_dir={data_dir}"] if data_dir else []) + list(v.profiles_set)
         vectors = export_vectors(v.profiles, overrides, check_split=split, encoder_id=v.encoder)
+    elif v.item_text is not None:
+        from llmkt.profiles.items import item_text_vectors
+
+        if split is None:
+            raise DataError("vectors.item_text embeds the run's items: it needs the run's dataset.")
+        vectors = item_text_vectors(split.dataset, v.item_text)
+        vectors.meta["entity"] = "item"
     else:
         vectors = ProfileVectors.load(v.path, v.ids)
     return vectors

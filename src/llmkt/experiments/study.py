@@ -290,6 +290,8 @@ def _vectors_section(study: StudyConfig, variant: str, seed: int) -> dict[str, A
     out: dict[str, Any] = {"allow_other_dataset": src.allow_other_dataset, "min_coverage": src.min_coverage}
     if src.path is not None:
         out.update(path=src.path, ids=src.ids)
+    elif src.item_text is not None:
+        out.update(item_text=src.item_text)
     else:
         out.update(profiles=src.profiles, profiles_set=list(src.profiles_set), encoder=src.encoder)
     if var.of is not None:
