@@ -26,7 +26,8 @@ from llmkt.cli import main  # noqa: E402
 from llmkt.config.study import load_study_config  # noqa: E402
 from llmkt.data import ProfileVectors  # noqa: E402
 from llmkt.evaluation.studies import BASE, choose, holm, report_table  # noqa: E402
-from llmkt.experiments.study import Cell, cell_config, expand, open_study, run_study, trials_table  # noqa: E402
+from llmkt.experiments.study import (Cell, _probe_cells, cell_config, expand, open_study, run_study,  # noqa: E402
+                                     trials_table)
 from tests.conftest import random_interactions  # noqa: E402
 
 
@@ -388,11 +389,11 @@ STUDY_FILES = sorted((Path(__file__).resolve().parents[2] / "benchmarks" / "stud
 def test_every_benchmark_study_file_expands_to_valid_run_configs(path, tmp_path, monkeypatch):
     monkeypatch.chdir(path.parents[2])
     study = load_study_config(path)
-    cells = expand(study)
+    cells = expand(study) + _probe_cells(study)  # a search's cells: one per search at the space's first point
     base_raw = study.base_run(path.parent)
     configs = [cell_config(study, c, base_raw, tmp_path) for c in cells]
     assert len(configs) == len(cells) > 0 and len({c.id for c in cells}) == len(cells)
-    assert {c.training.seed for c in configs} == set(study.seeds)
+    assert {c.training.seed for c in configs} == (set(study.seeds) if study.search is None else {study.seeds[0]})
 
 
 def test_a_tpe_search_proposes_rounds_within_the_space_and_repeats_itself(tmp_path):
