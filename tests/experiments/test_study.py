@@ -172,6 +172,11 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
     # the report: Markdown table and a self-contained HTML page with the table and the figures
     md = (h.folder / "report" / "report.md").read_text()
     assert "| group | variant | chosen |" in md and "p_t_base_holm" in md
+    vrows = [line for line in md.split("## Validation by point")[1].splitlines() if line.startswith("| ")][1:]
+    assert len(vrows) == trials.groupby(["group", "variant", "point"]).ngroups == 2 + 3 * 2 * 2
+    shares = {tuple(c.strip() for c in line.split("|")[1:4]): line.split("|")[-2].strip() for line in vrows}
+    assert all(s == "" for (g, v, p), s in shares.items() if v == BASE)  # no transfer term in base runs
+    assert all(0 < float(s) < 100 for (g, v, p), s in shares.items() if v != BASE)
     page = (h.folder / "report" / "report.html").read_text()
 
     class Page(HTMLParser):
@@ -190,7 +195,7 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
 
     parsed = Page()
     parsed.feed(page)
-    assert parsed.tags.count("table") == 3 and len(parsed.imgs) == 2  # results, slices, efficiency
+    assert parsed.tags.count("table") == 4 and len(parsed.imgs) == 2  # results, slices, efficiency, validation
     assert "users <12 train" in parsed.cells and "## Slices" in md
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in parsed.imgs)
     assert "shuffled" in parsed.cells and "random" in parsed.cells

@@ -174,6 +174,28 @@ def _efficiency(trials: pd.DataFrame, choices, cells, seconds) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _validation_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """Every candidate (group, variant, point): mean and std of the validation metric over its finished seeds, and
+    the mean share of alpha * beta * L_kt in the training loss over its transfer epochs (empty for the base and KAR:
+    a transfer term near 0 % means the point could not move the model)."""
+    rows = []
+    for (g, v, p), r in trials.groupby(["group", "variant", "point"], sort=False):
+        shares = []
+        for hist, run_dir in zip(r["history"], r["run_dir"]):
+            h = pd.DataFrame(hist)
+            csv = Path(str(run_dir)) / "metrics.csv"
+            if "kt/share" not in h.columns and "kt/active" in h.columns and csv.exists():
+                h = pd.read_csv(csv)  # journals written before kt/share was kept: the run's own log
+            if {"kt/share", "kt/active"} <= set(h.columns):
+                active = h.loc[h["kt/active"] > 0.5, "kt/share"].dropna()
+                if len(active):
+                    shares.append(float(active.mean()))
+        rows.append({"group": g, "variant": v, "point": p, "valid": float(r["valid"].mean()),
+                     "std": float(r["valid"].std(ddof=0)), "seeds": len(r),
+                     "kt share %": 100 * float(np.mean(shares)) if shares else np.nan})
+    return pd.DataFrame(rows, columns=["group", "variant", "point", "valid", "std", "seeds", "kt share %"])
+
+
 def _inline(text: str) -> str:
     """Markdown-ish text as HTML: escaped, `code` spans as <code>."""
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
@@ -208,6 +230,7 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     figures = [p for p in (_figure_alpha(trials, h.config, choices, out), _figure_losses(trials, choices, cells, out))
                if p is not None]
     eff = _efficiency(trials, choices, cells, seconds)
+    vtable = _validation_table(trials)
     st = status(h)
     tcol = f"test {metric}"
     cols = ["group", "variant", "chosen", "valid", tcol, "std", "seeds", "delta", "uplift_%", "p_t_base_holm",
@@ -235,11 +258,16 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     md = [f"# {h.config.name}", "", info, "", _markdown_table(table, cols, fmt), "", legend, ""]
     if base_notes:
         md += ["Base chosen:", *[f"- {n}" for n in base_notes], ""]
+    vcols = list(vtable.columns)
+    vfmt = {"seeds": lambda v: str(int(v)), "kt share %": lambda v: _fmt(v, 2)}
+    vtitle = (f"Validation by point (every candidate: {metric} mean and std over its seeds; kt share %: "
+              "alpha * beta * L_kt over the training loss in transfer epochs)")
     slice_cols = list(slice_table.columns)
     if not slice_table.empty:
         md += [f"## Slices (test {metric} of the chosen points, mean over seeds)", "",
                _markdown_table(slice_table, slice_cols, {}), ""]
     md += ["## Efficiency (chosen points, mean over seeds)", "", _markdown_table(eff, eff_cols, eff_fmt), ""]
+    md += [f"## {vtitle}", "", _markdown_table(vtable, vcols, vfmt), ""]
     for f in figures:
         md += [f"![{f.stem}]({f.name})", ""]
     md_path = out / "report.md"
@@ -261,6 +289,7 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
         page += [f"<h2>Slices (test {html.escape(metric)} of the chosen points, mean over seeds)</h2>",
                  _html_table(slice_table, slice_cols, {})]
     page += ["<h2>Efficiency (chosen points, mean over seeds)</h2>", _html_table(eff, eff_cols, eff_fmt)]
+    page += [f"<h2>{html.escape(vtitle)}</h2>", _html_table(vtable, vcols, vfmt)]
     page += [img(f) for f in figures]
     page.append("</body></html>")
     html_path = out / "report.html"

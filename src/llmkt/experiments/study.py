@@ -643,7 +643,7 @@ def _history(run_dir: Path, metric: str) -> list[dict[str, float]]:
     if not path.exists():
         return []
     df = pd.read_csv(path)
-    keep = [c for c in ("epoch", "train/loss", "kt/active", "kt/L_model", "kt/L_kt", "kt/beta", f"valid/{metric}",
+    keep = [c for c in ("epoch", "train/loss", "kt/active", "kt/L_model", "kt/L_kt", "kt/beta", "kt/share", f"valid/{metric}",
                         "epoch_seconds", "valid_seconds") if c in df.columns]
     return json.loads(df[keep].to_json(orient="records"))
 
