@@ -487,3 +487,25 @@ def test_a_variant_without_trials_may_still_change(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     out = CliRunner().invoke(main, ["study", "run", str(path)])
     assert out.exit_code == 2 and "variant(s) ['later']" in out.output
+
+
+def test_validation_table_reads_the_share_or_computes_it_for_older_runs(tmp_path):
+    from llmkt.experiments.report import _validation_table
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text("transfer: {alpha: 0.25}\n")
+    hist_old = [{"epoch": 1, "kt/active": 1.0, "kt/L_model": 3.0, "kt/L_kt": 2.0, "kt/beta": 1.0},
+                {"epoch": 2, "kt/active": 0.0}]
+    hist_new = [{"epoch": 1, "kt/active": 1.0, "kt/share": 0.3}, {"epoch": 2, "kt/active": 1.0, "kt/share": 0.1}]
+    trials = pd.DataFrame([
+        {"group": "g", "variant": BASE, "point": "-", "seed": 1, "valid": 0.1, "history": [{"epoch": 1}],
+         "run_dir": str(tmp_path / "b")},
+        {"group": "g", "variant": "llm", "point": "a", "seed": 1, "valid": 0.2, "history": hist_old, "run_dir": str(old)},
+        {"group": "g", "variant": "llm", "point": "a", "seed": 2, "valid": 0.4, "history": hist_new,
+         "run_dir": str(tmp_path / "new")}])
+    t = _validation_table(trials).set_index("variant")
+    assert np.isnan(t.loc[BASE, "kt share %"])
+    # seed 1: 0.25 * 2 / (0.25 * 2 + 0.75 * 3) = 0.5 / 2.75; seed 2: mean(0.3, 0.1) over its transfer epochs
+    assert t.loc["llm", "kt share %"] == pytest.approx(100 * (0.5 / 2.75 + 0.2) / 2)
+    assert (t.loc["llm", "valid"], t.loc["llm", "std"], t.loc["llm", "seeds"]) == (pytest.approx(0.3), pytest.approx(0.1), 2)

@@ -174,6 +174,17 @@ def _efficiency(trials: pd.DataFrame, choices, cells, seconds) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _logged_alpha(run_dir: Path) -> float | None:
+    """``transfer.alpha`` of a run folder's resolved config (None without one)."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        return float(cfg["transfer"]["alpha"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+
+
 def _validation_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Every candidate (group, variant, point): mean and std of the validation metric over its finished seeds, and
     the mean share of alpha * beta * L_kt in the training loss over its transfer epochs (empty for the base and KAR:
@@ -186,6 +197,11 @@ def _validation_table(trials: pd.DataFrame) -> pd.DataFrame:
             csv = Path(str(run_dir)) / "metrics.csv"
             if "kt/share" not in h.columns and "kt/active" in h.columns and csv.exists():
                 h = pd.read_csv(csv)  # journals written before kt/share was kept: the run's own log
+            if "kt/share" not in h.columns and {"kt/L_kt", "kt/L_model", "kt/beta"} <= set(h.columns):
+                alpha = _logged_alpha(Path(str(run_dir)))  # runs older than kt/share: from its definition
+                if alpha is not None:
+                    term = alpha * h["kt/beta"] * h["kt/L_kt"]
+                    h = h.assign(**{"kt/share": term / (term + (1 - alpha) * h["kt/L_model"])})
             if {"kt/share", "kt/active"} <= set(h.columns):
                 active = h.loc[h["kt/active"] > 0.5, "kt/share"].dropna()
                 if len(active):
