@@ -335,3 +335,23 @@ def test_default_umap_reducer_end_to_end(tmp_path, small):
     res = llmkt.train(cfg, data=ds)
     assert res.transfer["reducer"] == "umap" and res.transfer["vector_dim"] == 16
     assert res.transfer["reducer_fitted_on"] == 30  # the 30 training users that have a vector
+
+
+@pytest.mark.parametrize("model, transfer, normalized", [
+    ({"name": "multvae", "hidden": 12, "latent": 8}, {}, True),  # its loss sums over items: normalised by default
+    ({"name": "multvae", "hidden": 12, "latent": 8}, {"normalize_model_loss": False}, False),
+    ({"name": "multvae", "hidden": 12, "latent": 8}, {"dynamic_beta": True}, False),  # dynamic beta balances instead
+    ({"name": "sasrec", "max_len": 10, "hidden": 16, "n_heads": 2}, {}, False)])
+def test_the_model_loss_is_normalised_by_default_only_where_it_sums_over_items(tmp_path, small, model, transfer,
+                                                                              normalized):
+    ds, vec = small
+    cfg = _cfg(tmp_path, vec, **transfer)
+    cfg["model"] = model
+    res = llmkt.train(cfg, data=ds)
+    assert res.transfer["normalize_model_loss"] is normalized
+    h = res.history[0]
+    expected = 0.5 * h["kt/beta"] * h["kt/L_kt"] / (0.5 * h["kt/beta"] * h["kt/L_kt"] + 0.5 * (1.0 if normalized else h["kt/L_model"]))
+    # the logged share is the mean of per-batch shares' parts: compare within a loose bound, and the regime exactly
+    assert h["kt/share"] == pytest.approx(expected, rel=0.2)
+    if model["name"] == "multvae" and not transfer:
+        assert h["kt/L_model"] > 10 and h["kt/share"] > 0.1  # not drowned (static: L_model in the tens here)

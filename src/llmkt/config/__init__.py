@@ -357,9 +357,10 @@ class TransferConfig(Strict):
     alpha: float = Field(0.5, ge=0, le=1)
     dynamic_beta: bool = Field(False, description="beta = detach(L_model / L_kt): alpha * beta * L_kt has L_model's "
                                                   "value, so the share of the transfer term is alpha")
-    normalize_model_loss: bool = Field(False, description="L_model / detach(|L_model|) in the combined loss (value "
-                                       "1): a model loss far from L_kt's scale (MultVAE's, in the hundreds) no "
-                                       "longer drowns it (docs/transfer.md)")
+    normalize_model_loss: bool | None = Field(
+        None, description="L_model / detach(|L_model|) in the combined loss (value 1): a model loss far from L_kt's "
+                          "scale no longer drowns it; default (null): on for models whose loss sums over items "
+                          "(MultVAE), off otherwise and with dynamic_beta (docs/transfer.md)")
     schedule: list[ScheduleStep] = Field(
         default_factory=lambda: [TransferStep(fraction=0.5), FinetuneStep(step="finetune", fraction=0.5)],
         min_length=1)

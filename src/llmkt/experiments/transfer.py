@@ -16,13 +16,22 @@ from llmkt.models.base import Recommender
 from llmkt.transfer import ReducerSpec, Step, TransferSetup, TransferSpec, build_transfer, plan_transfer
 
 
-def transfer_spec(t: TransferConfig) -> TransferSpec:
+def normalized_model_loss(t: TransferConfig, model: Recommender | None) -> bool:
+    """``transfer.normalize_model_loss`` as the run uses it: the config's value, else on for a model whose loss sums
+    over items (``loss_sums_over_items``, MultVAE) unless ``dynamic_beta`` balances the terms instead (measured:
+    docs/results.md, "Balancing the two terms")."""
+    if t.normalize_model_loss is not None:
+        return t.normalize_model_loss
+    return bool(model is not None and model.loss_sums_over_items and not t.dynamic_beta)
+
+
+def transfer_spec(t: TransferConfig, model: Recommender | None = None) -> TransferSpec:
     r = t.reducer
     steps = tuple(Step(st.step, st.epochs, st.fraction, tuple(st.freeze),
                        st.users if isinstance(st, TransferStep) else 1.0) for st in t.schedule)
     return TransferSpec(layer=t.layer, side=t.side, point=t.point, pooling=t.pooling, gamma=t.gamma, alignment=t.alignment,
                         loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta, temperature=t.temperature,
-                        normalize_model_loss=t.normalize_model_loss,
+                        normalize_model_loss=normalized_model_loss(t, model),
                         reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load,
                                             r.trust_pickle),
                         steps=steps)
@@ -44,7 +53,7 @@ def setup_transfer(cfg: RunConfig, model: Recommender, split: Split, first_batch
     ``transfer.item`` the item side's too (its loss wraps the user side's; metrics ``kt_item/...``, reducer
     ``reducer_item.npz``)."""
     vectors = read_vectors(cfg.transfer.vectors, split, cfg.data.data_dir)
-    setup = build_transfer(transfer_spec(cfg.transfer), model, split, vectors, first_batch, device,
+    setup = build_transfer(transfer_spec(cfg.transfer, model), model, split, vectors, first_batch, device,
                            cfg.training.epochs, cfg.training.seed, run_dir)
     if cfg.transfer.item is None:
         return setup
@@ -72,7 +81,7 @@ def check_transfer(cfg: RunConfig, ds: Dataset, split: Split | None = None) -> d
         model, _ = build_run_model(cfg, ds, split, features)
         batches = make_batches(model, split, cfg)
         first = next(iter(batches.epoch(0)))
-        plan = plan_transfer(transfer_spec(cfg.transfer), model, split, vectors, first, torch.device("cpu"),
+        plan = plan_transfer(transfer_spec(cfg.transfer, model), model, split, vectors, first, torch.device("cpu"),
                              cfg.training.epochs)
         out = {"layer": plan.layer_name, "layer_width": plan.width, "coverage": plan.coverage}
         if cfg.transfer.item is not None:

@@ -34,10 +34,14 @@ class Recommender(nn.Module, ABC):
       transfer (None for models without such outputs);
     * ``needs_graph``: the model propagates over the training interactions (LightGCN): the runner calls
       ``set_graph(uid, iid)`` with the training pairs before training or scoring.
+    * ``loss_sums_over_items``: ``loss(batch)`` sums over the catalogue (MultVAE's multinomial likelihood: hundreds),
+      far from a transfer loss's scale; knowledge transfer then normalises it by default
+      (``transfer.normalize_model_loss``, docs/transfer.md).
     """
 
     kind: ClassVar[str] = "sequential"
     needs_graph: ClassVar[bool] = False
+    loss_sums_over_items: ClassVar[bool] = False
     max_len: int | None = None
     hist_len: int = 0
     n_negatives: int = 0

@@ -21,6 +21,7 @@ from llmkt.models.base import Batch, Recommender
 
 class MultVAE(Recommender):
     kind: ClassVar[str] = "user_rows"
+    loss_sums_over_items: ClassVar[bool] = True  # -sum_i x_i log softmax(z)_i + beta * KL: ~430 on ml-100k
 
     def __init__(self, n_items: int, hidden: int = 600, latent: int = 200, dropout: float = 0.5,
                  anneal_cap: float = 0.2, anneal_steps: int = 20000):

@@ -261,5 +261,6 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
     info = {"side": t.side, "layer": layer_name, "layer_width": width, "vector_dim_in": vectors.dim, "vector_dim": reducer.dim,
             "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage,
             f"transfer_{t.side}s": int(mask.sum()),
-            "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta}
+            "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta,
+            "dynamic_beta": t.dynamic_beta, "normalize_model_loss": t.normalize_model_loss}
     return TransferSetup([kt, PhaseFreezer(model, phases)], kt, phases, reducer, coverage, info)
