@@ -64,17 +64,22 @@ def test_an_unknown_loss_is_named():
 
 
 def test_a_transfer_term_under_one_percent_of_the_loss_warns(tmp_path, small):  # noqa: F811
+    import warnings
+
     from llmkt.errors import LLMKTWarning
 
     ds, vec = small
-    cfg = _cfg(tmp_path, vec, alpha=0.1)
+    cfg = _cfg(tmp_path, vec, alpha=0.1, normalize_model_loss=False)  # static beta, as before the default changed
     cfg["model"] = {"name": "multvae", "hidden": 16, "latent": 8}  # a multinomial loss summed over items
     with pytest.warns(LLMKTWarning, match=r"alpha \* beta \* L_kt is 0\.\d\d% of the training loss"):
         res = llmkt.train(cfg, data=ds)
     assert res.history[0]["kt/share"] < 0.01
+    cfg["transfer"]["normalize_model_loss"] = None  # the default for MultVAE: its loss normalised, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LLMKTWarning)
+        res = llmkt.train(cfg, data=ds)
+    assert res.transfer["normalize_model_loss"] is True and res.history[0]["kt/share"] > 0.01
     cfg["transfer"]["dynamic_beta"] = True  # beta = L_model / L_kt: the two terms balance
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error", LLMKTWarning)
         res = llmkt.train(cfg, data=ds)
