@@ -42,8 +42,11 @@ def _job(tmp_path, srv, n_users: int, seed: int) -> tuple[list[str], object]:
 
 def _start_until(cmd: list[str], db, n: int) -> subprocess.Popen:
     """Start the job and return once ``n`` profiles are stored (or it ended, or 120 s passed)."""
+    # SIGINT back to its default in the child: a test run started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler (Ctrl-C would do nothing)
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while _count(db) < n and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
