@@ -36,26 +36,7 @@ from llmkt.config import load_config
 from llmkt.data import columns as C
 from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.experiments.profiles import export_vectors
-
-PENALTIES = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
-
-
-def cv_ridge_r2(x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> dict:
-    """Out-of-fold R² (variance-weighted over the target's columns) of ridge regression, best of PENALTIES."""
-    best = None
-    for lam in PENALTIES:
-        pred = np.zeros_like(y)
-        for f in np.unique(folds):
-            tr, te = folds != f, folds == f
-            mu_x, sd_x, mu_y = x[tr].mean(0), x[tr].std(0) + 1e-8, y[tr].mean(0)
-            xt = (x[tr] - mu_x) / sd_x
-            w = np.linalg.solve(xt.T @ xt + lam * np.eye(x.shape[1]), xt.T @ (y[tr] - mu_y))
-            pred[te] = ((x[te] - mu_x) / sd_x) @ w + mu_y
-        r2 = 1.0 - ((y - pred) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
-        if best is None or r2 > best["r2"]:
-            best = {"r2": round(float(r2), 4), "penalty": lam}
-    return best
-
+from vector_probe import cv_ridge_r2  # the same ridge probe as the genre diagnostic (benchmarks/ is on sys.path)
 
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
