@@ -146,8 +146,8 @@ def case_reducer_payload(tmp, run):
     return ["train", str(cfg)]
 
 
-def case_umap_side_file_untrusted(tmp, run):
-    """A reducer.npz that names a UMAP pickle: refused without trust_pickle, before anything is unpickled."""
+def case_umap_pickle_reducer(tmp, run):
+    """A version-1 reducer.npz that names a UMAP pickle beside it: refused, the pickle never read."""
     import json
 
     data = write_csv_data(tmp / "data")
@@ -162,15 +162,6 @@ def case_umap_side_file_untrusted(tmp, run):
     cfg = run_config(tmp, data, transfer={"vectors": {"path": str(path)},
                                           "reducer": {"method": "umap", "load": str(tmp / "reducer.npz")}})
     return ["train", str(cfg)]
-
-
-def case_umap_side_file_changed(tmp, run):
-    """trust_pickle set, but the pickle is not the file recorded at save time: refused, nothing unpickled."""
-    argv = case_umap_side_file_untrusted(tmp, run)
-    cfg = yaml.safe_load(Path(argv[1]).read_text())
-    cfg["transfer"]["reducer"]["trust_pickle"] = True
-    Path(argv[1]).write_text(yaml.safe_dump(cfg))
-    return argv
 
 
 def case_output_name_escapes(tmp, run):
@@ -398,8 +389,7 @@ CASES = [
     ("payload last.pt", case_payload_last_pt, ["last.pt", "refused"]),
     ("payload best.pt", case_payload_best_pt, ["best.pt", "refused"]),
     ("pickled reducer", case_reducer_payload, ["reducer.pkl", "not a llmkt reducer file", "unpickling runs code"]),
-    ("untrusted umap reducer", case_umap_side_file_untrusted, ["reducer.npz", "trust_pickle"]),
-    ("changed umap side file", case_umap_side_file_changed, ["reducer.umap.pkl", "was changed", "refused"]),
+    ("umap reducer pickled by version 1", case_umap_pickle_reducer, ["reducer.npz", "pickle", "Refit"]),
     ("pickled vector ids", case_pickled_vectors, ["ids.npy"]),
     ("output.name escapes", case_output_name_escapes, ["output.name", "../../escaped"]),
     ("output.dir escapes", case_output_dir_escapes, ["output.dir", "'..'"]),

@@ -29,6 +29,21 @@ def test_infonce_by_hand():
     assert batch_loss(z[:2], t[:2], torch.tensor([True, True]), torch.tensor([4, 4]), "infonce").item() == 0.0
 
 
+def test_max_rows_keeps_a_seeded_sample_of_distinct_rows():
+    z = torch.randn(6, 3, requires_grad=True)
+    t = torch.randn(6, 3)
+    mask, ids = torch.ones(6, dtype=torch.bool), torch.arange(6)
+    torch.manual_seed(7)
+    capped = batch_loss(z, t, mask, ids, "infonce", 0.5, max_rows=3)
+    capped.backward()
+    assert int((z.grad.abs().sum(1) > 0).sum()) == 3  # only the sampled rows take part
+    torch.manual_seed(7)
+    perm = torch.randperm(6)[:3].sort().values  # the same draw: the loss of exactly those rows
+    assert capped.item() == pytest.approx(batch_loss(z[perm], t[perm], mask[:3], ids[:3], "infonce", 0.5).item())
+    # a cap at or above the distinct rows changes nothing
+    assert batch_loss(z, t, mask, ids, "relational", max_rows=6).item() == batch_loss(z, t, mask, ids, "relational").item()
+
+
 def test_relational_matches_similarity_structure_not_coordinates():
     ids, mask = torch.tensor([1, 2, 3]), torch.ones(3, dtype=torch.bool)
     t = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])

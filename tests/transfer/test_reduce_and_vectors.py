@@ -32,21 +32,35 @@ def test_umap_is_seeded():
     assert a.shape == (5, 2) and np.allclose(a, b)
 
 
-def test_umap_reducer_saves_its_model_beside_the_npz_and_loads_only_when_trusted(tmp_path):
+def test_umap_reducer_is_saved_as_arrays_and_maps_new_rows_by_their_nearest_training_rows(tmp_path):
     pytest.importorskip("umap")
-    x = np.random.default_rng(0).normal(size=(60, 10))
+    x = np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32)
     r = Reducer("umap", 2, seed=3, umap_params={"n_neighbors": 5}).fit(x)
     path = r.save(tmp_path / "reducer.npz")
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["reducer.npz", "reducer.umap.pkl"]
-    with pytest.raises(ConfigError, match="trust_pickle"):
-        Reducer.load(path)
-    back = Reducer.load(path, trust_pickle=True)
+    assert [f.name for f in tmp_path.iterdir()] == ["reducer.npz"]
+    with np.load(path, allow_pickle=False) as z:  # plain arrays: readable without pickle
+        assert sorted(z.files) == ["embedding", "meta", "train_inputs"]
+    back = Reducer.load(path)
     assert (back.method, back.dim, back.fitted_on) == ("umap", 2, 60)
-    assert np.allclose(back.transform(x[:5]), r.transform(x[:5]))
-    side = tmp_path / "reducer.umap.pkl"
-    side.write_bytes(side.read_bytes() + b"\0")
-    with pytest.raises(ConfigError, match="was changed; refused without unpickling"):
-        Reducer.load(path, trust_pickle=True)
+    assert np.array_equal(back.transform(x), r.transform(x))
+    assert np.array_equal(r.transform(x), r.state["embedding"])  # a training row -> its own fitted embedding
+    # a new row: the inverse-distance-weighted mean of its 5 nearest training rows' embeddings (cosine distance)
+    q = x[:1] + np.float32(0.3)
+    cos = 1 - (x @ q[0]) / (np.linalg.norm(x, axis=1) * np.linalg.norm(q[0]))
+    near = np.argsort(cos)[:5]
+    w = 1 / cos[near]
+    expected = (w[:, None] * r.state["embedding"][near]).sum(0) / w.sum()
+    assert np.allclose(back.transform(q)[0], expected, atol=1e-5)
+
+
+def test_a_version_1_umap_reducer_that_names_a_pickle_is_refused(tmp_path):
+    import json
+
+    meta = {"format": "llmkt-reducer", "version": 1, "method": "umap", "dim": 2, "seed": 0, "umap_params": {},
+            "fitted_on": 30, "umap_pickle": {"file": "reducer.umap.pkl", "sha256": "0" * 64}}
+    np.savez(tmp_path / "reducer.npz", meta=np.array(json.dumps(meta)))
+    with pytest.raises(ConfigError, match="version 1, whose model is a pickle"):
+        Reducer.load(tmp_path / "reducer.npz")
 
 
 def test_vectors_align_to_internal_ids_and_report_coverage(tmp_path):

@@ -292,12 +292,10 @@ class ReducerConfig(Strict):
     method: Literal["umap", "pca", "none"] = "umap"
     dim: int | None = Field(None, ge=1, description="output width; default: the hooked layer's width")
     load: str | None = Field(None, description="reuse a fitted reducer (a run's reducer.npz) instead of fitting")
-    trust_pickle: bool = Field(False, description="with load: a UMAP reducer's model is a pickle (<name>.umap.pkl), "
-                                                  "which runs code when read; load it only when you trust its author "
-                                                  "(its SHA-256 is checked against the .npz first)")
     n_neighbors: int = Field(15, ge=2)
     min_dist: float = Field(0.1, ge=0)
-    metric: str = "cosine"
+    metric: Literal["cosine", "euclidean"] = Field("cosine", description="UMAP's metric, also the one a saved "
+                                                   "UMAP reducer maps new rows with (nearest training rows)")
 
 
 class _Step(Strict):
@@ -334,6 +332,8 @@ class ItemTransferConfig(Strict):
     alignment: Literal["fixed", "slice", "projection"] = "fixed"
     loss: Literal["rmse", "mse", "cosine", "infonce", "relational"] = "rmse"
     temperature: float = Field(0.1, gt=0)
+    batch_rows: int | None = Field(None, ge=2, description="infonce/relational: at most this many distinct items of "
+                                                           "a batch (a seeded sample); null: all")
     alpha: float = Field(0.5, ge=0, le=1)
     dynamic_beta: bool = False
 
@@ -354,6 +354,10 @@ class TransferConfig(Strict):
                             "negatives; relational: the batch's pairwise similarities against the vectors' (docs/"
                             "transfer.md)")
     temperature: float = Field(0.1, gt=0, description="infonce: softmax temperature of the cosine similarities")
+    batch_rows: int | None = Field(None, ge=2, description="infonce/relational: at most this many distinct rows "
+                                                           "(users or items) of a batch, a sample drawn with the "
+                                                           "training seed; their cost grows with its square. null: "
+                                                           "all")
     alpha: float = Field(0.5, ge=0, le=1)
     dynamic_beta: bool = Field(False, description="beta = detach(L_model / L_kt): alpha * beta * L_kt has L_model's "
                                                   "value, so the share of the transfer term is alpha")

@@ -79,7 +79,7 @@ def _first_rows(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def batch_loss(z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, kind: str,
-               temperature: float = 0.1) -> torch.Tensor:
+               temperature: float = 0.1, max_rows: int | None = None) -> torch.Tensor:
     """The transfer loss of a batch: ``z`` (B, d) aligned layer rows, ``target`` (B, d) their vectors, ``mask`` (B,)
     rows with a vector, ``ids`` (B,) whose rows they are.
 
@@ -89,10 +89,15 @@ def batch_loss(z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ids: t
       averaged. Zero with fewer than two distinct rows.
     * ``relational``: the structure, not the coordinates: mean squared difference between the rows' pairwise
       cosine similarities and their targets' (off the diagonal). Zero with fewer than two distinct rows.
+
+    The batch losses cost O(R²) in the R distinct rows; ``max_rows`` keeps a random sample of at most that many
+    (torch's generator, so seeded with the run).
     """
     if kind not in BATCH_LOSSES:
         return reduce_loss(per_user_loss(z, target, kind), mask, kind)
     rows = _first_rows(ids, mask)
+    if max_rows is not None and len(rows) > max_rows:
+        rows = rows[torch.randperm(len(rows), device=rows.device)[:max_rows].sort().values]
     if len(rows) < 2:
         return z.sum() * 0.0
     a, b = F.normalize(z[rows], dim=1), F.normalize(target[rows], dim=1)

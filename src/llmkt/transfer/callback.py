@@ -39,6 +39,7 @@ class TransferSettings:
     dynamic_beta: bool = False
     normalize_model_loss: bool = False  # L_model / detach(|L_model|): value 1, gradient grad(L_model) / |L_model|
     temperature: float = 0.1  # infonce
+    batch_rows: int | None = None  # infonce / relational: a sample of at most this many distinct rows per batch
 
 
 @dataclass
@@ -192,7 +193,7 @@ class KnowledgeTransfer(Callback):
         uid = batch["uid"]
         m = self.mask[uid]
         s = self.settings
-        return batch_loss(z, self.targets[uid], m, uid, s.loss, s.temperature), int(m.sum())
+        return batch_loss(z, self.targets[uid], m, uid, s.loss, s.temperature, s.batch_rows), int(m.sum())
 
     def on_loss(self, trainer, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
         if not self._on:
@@ -295,7 +296,7 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         z = self.modules["align"](rows)
         m = self.mask[ids]
         s = self.settings
-        return batch_loss(z, self.targets[ids], m, ids, s.loss, s.temperature), int(m.sum())
+        return batch_loss(z, self.targets[ids], m, ids, s.loss, s.temperature, s.batch_rows), int(m.sum())
 
     def on_loss(self, trainer, batch: dict[str, torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
         if not self._on:

@@ -1,20 +1,20 @@
 """Reduction of profile vectors to a layer's width: UMAP (default), PCA, or none.
 
 Fitted on training users only (the caller passes their vectors), seeded, and saved so the same mapping is
-reused (``save``/``load``). UMAP needs the optional extra ``llmkt[umap]`` (umap-learn).
+reused (``save``/``load``). UMAP needs the optional extra ``llmkt[umap]`` (umap-learn) to fit; a saved reducer
+loads and transforms without it.
 
-Saved reducers never run code when loaded: a ``.npz`` (read with ``allow_pickle=False``) holds the arrays of PCA
-and a JSON header. A fitted UMAP model has no array form that reproduces its ``transform``, so it is pickled to a
-side file ``<name>.umap.pkl`` whose SHA-256 is recorded in the ``.npz``; loading it needs ``trust_pickle=True``
-(``transfer.reducer.trust_pickle``) and a matching hash, because unpickling a file runs whatever code it names.
-See docs/decisions.md.
+Saved reducers are arrays and a JSON header in one ``.npz``, read with ``allow_pickle=False``: nothing in the
+file can run code. PCA keeps its mean and components. UMAP keeps the training inputs and their fitted embedding;
+a row is mapped by the distance-weighted mean of the embeddings of its ``n_neighbors`` nearest training rows
+(in UMAP's metric), and a training row maps exactly onto its own fitted embedding. That is the starting point of
+umap-learn's own ``transform`` without its refinement epochs, and the same rule is used before and after
+saving, so a loaded reducer gives exactly the targets of the run that fitted it. See docs/decisions.md.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,21 +25,39 @@ from llmkt.errors import ConfigError
 
 Method = Literal["umap", "pca", "none"]
 FORMAT = "llmkt-reducer"
-FORMAT_VERSION = 1
-_PCA_ARRAYS = ("mean", "components", "explained_variance_ratio")
+FORMAT_VERSION = 2  # 2: UMAP as arrays (version 1 pickled it; those files are refused)
+_ARRAYS = {"pca": ("mean", "components", "explained_variance_ratio"), "umap": ("train_inputs", "embedding"),
+           "none": ()}
+UMAP_METRICS = ("cosine", "euclidean")
+_CHUNK = 2048  # rows per block of the neighbour search (block x training rows distances in memory)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _distances(x: np.ndarray, train: np.ndarray, metric: str) -> np.ndarray:
+    """[rows, n_train] distances in ``metric``; both inputs float32 [*, d]."""
+    if metric == "cosine":
+        xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        tn = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-12)
+        return np.maximum(1.0 - xn @ tn.T, 0.0)
+    sq = (x ** 2).sum(1)[:, None] - 2.0 * x @ train.T + (train ** 2).sum(1)[None, :]
+    return np.sqrt(np.maximum(sq, 0.0))
 
 
-def umap_side_file(path: Path) -> Path:
-    """Where the pickled UMAP model of the reducer saved at ``path`` lives."""
-    return path.parent / (path.name.removesuffix(".npz") + ".umap.pkl")
+def knn_map(x: np.ndarray, train: np.ndarray, embedding: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Each row of ``x`` [n, d] -> the inverse-distance-weighted mean of the ``embedding`` [n_train, dim] rows of
+    its ``k`` nearest ``train`` [n_train, d] rows; a row at distance 0 from a training row gets that row's
+    embedding exactly."""
+    k = min(k, len(train))
+    out = np.empty((len(x), embedding.shape[1]), dtype=np.float32)
+    for start in range(0, len(x), _CHUNK):
+        d = _distances(x[start:start + _CHUNK], train, metric)  # [b, n_train]
+        idx = np.argpartition(d, k - 1, axis=1)[:, :k]  # [b, k]
+        dk = np.take_along_axis(d, idx, 1).astype(np.float64)
+        exact = dk.min(1) <= 1e-6
+        w = 1.0 / np.maximum(dk, 1e-12)
+        w[exact] = (dk[exact] <= 1e-6).astype(np.float64)  # only the coinciding training row(s)
+        w /= w.sum(1, keepdims=True)
+        out[start:start + len(d)] = np.einsum("bk,bkd->bd", w, embedding[idx]).astype(np.float32)
+    return out
 
 
 @dataclass
@@ -48,14 +66,21 @@ class Reducer:
     dim: int | None = None
     seed: int = 0
     umap_params: dict[str, Any] = field(default_factory=dict)
-    state: Any = None
+    state: dict[str, np.ndarray] | None = None
     fitted_on: int = 0
+
+    def _umap_settings(self) -> dict[str, Any]:
+        params = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", **self.umap_params}
+        if params["metric"] not in UMAP_METRICS:
+            raise ConfigError(f"transfer.reducer.metric: expected one of {list(UMAP_METRICS)}, got "
+                              f"{params['metric']!r}.")
+        return params
 
     def fit(self, x: np.ndarray) -> "Reducer":
         x = np.asarray(x, dtype=np.float32)
         if self.method == "none":
             self.dim = x.shape[1]
-            self.state, self.fitted_on = None, len(x)
+            self.state, self.fitted_on = {}, len(x)
             return self
         if self.dim is None:
             raise ConfigError("transfer.reducer.dim: the output width is unknown; set it or let the transfer "
@@ -72,15 +97,15 @@ class Reducer:
             self.state = {"mean": mean, "components": comps * signs[:, None],
                           "explained_variance_ratio": (s[: self.dim] ** 2 / (s ** 2).sum())}
         elif self.method == "umap":
+            params = self._umap_settings()
             try:
                 import umap
             except ImportError as e:
                 raise ConfigError("transfer.reducer.method='umap' needs umap-learn: pip install 'llmkt[umap]', "
                                   "or set transfer.reducer.method: pca.") from e
-            params = {"n_neighbors": 15, "min_dist": 0.1, "metric": "cosine", **self.umap_params}
             model = umap.UMAP(n_components=self.dim, random_state=self.seed, **params)
-            model.fit(x)
-            self.state = model
+            embedding = model.fit_transform(x)
+            self.state = {"train_inputs": x, "embedding": np.asarray(embedding, dtype=np.float32)}
         else:
             raise ConfigError(f"transfer.reducer.method: expected umap, pca or none; got {self.method!r}.")
         self.fitted_on = len(x)
@@ -94,38 +119,26 @@ class Reducer:
             raise RuntimeError("Reducer.transform called before fit (or load).")
         if self.method == "pca":
             return ((x - self.state["mean"]) @ self.state["components"].T).astype(np.float32)
-        return np.asarray(self.state.transform(x), dtype=np.float32)
+        p = self._umap_settings()
+        return knn_map(x, self.state["train_inputs"], self.state["embedding"], int(p["n_neighbors"]), p["metric"])
 
     def save(self, path: str | Path) -> Path:
-        """Write the reducer to ``path`` (``.npz`` is appended when missing); returns the path written.
-
-        PCA and ``none`` are arrays + JSON only. UMAP also writes ``<name>.umap.pkl`` and records its SHA-256.
-        """
+        """Write the reducer to ``path`` (``.npz`` is appended when missing): arrays and a JSON header only.
+        Returns the path written."""
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
         meta: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "method": self.method, "dim": self.dim,
                                 "seed": self.seed, "umap_params": self.umap_params, "fitted_on": self.fitted_on}
-        arrays: dict[str, np.ndarray] = {}
-        if self.method == "pca":
-            arrays = {k: np.asarray(self.state[k], dtype=np.float32) for k in _PCA_ARRAYS}
-        elif self.method == "umap":
-            side = umap_side_file(path)
-            tmp = side.with_name(side.name + ".tmp")
-            with open(tmp, "wb") as f:
-                pickle.dump(self.state, f)
-            tmp.replace(side)
-            meta["umap_pickle"] = {"file": side.name, "sha256": _sha256(side)}
+        arrays = {k: np.asarray(self.state[k], dtype=np.float32) for k in _ARRAYS[self.method]}
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
         tmp.replace(path)
         return path
 
     @staticmethod
-    def load(path: str | Path, *, trust_pickle: bool = False) -> "Reducer":
-        """Read a reducer written by :meth:`save`. No code in the file runs: the ``.npz`` is read with
-        ``allow_pickle=False``; a UMAP model's side file is unpickled only with ``trust_pickle=True`` and only when
-        its SHA-256 matches the one recorded at save time."""
+    def load(path: str | Path) -> "Reducer":
+        """Read a reducer written by :meth:`save`, with ``allow_pickle=False``: no code in the file runs."""
         path = Path(path)
         where = "transfer.reducer.load"
         if not path.is_file():
@@ -140,32 +153,26 @@ class Reducer:
                               "version.") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ConfigError(f"{where}: {path} is a .npz but not a llmkt reducer (no '{FORMAT}' header).")
-        if meta.get("version") != FORMAT_VERSION:
-            raise ConfigError(f"{where}: {path} has reducer format version {meta.get('version')}, this llmkt reads "
-                              f"{FORMAT_VERSION}; refit it.")
-        r = Reducer(meta["method"], meta["dim"], int(meta["seed"]), dict(meta.get("umap_params") or {}),
+        version, method = meta.get("version"), meta.get("method")
+        if method not in _ARRAYS:
+            raise ConfigError(f"{where}: {path}: unknown reducer method {method!r}.")
+        if version == 1 and method == "umap":
+            raise ConfigError(f"{where}: {path} is a UMAP reducer of format version 1, whose model is a pickle "
+                              "(reducer.umap.pkl); pickles are not loaded because unpickling runs code. Refit it "
+                              "(omit transfer.reducer.load): this version saves UMAP as arrays.")
+        if version not in (1, FORMAT_VERSION):
+            raise ConfigError(f"{where}: {path} has reducer format version {version}, this llmkt reads "
+                              f"1 and {FORMAT_VERSION}; refit it.")
+        missing = [k for k in _ARRAYS[method] if k not in z.files]
+        if missing:
+            raise ConfigError(f"{where}: {path} lacks the {method} arrays {missing}; the file is damaged, refit.")
+        r = Reducer(method, meta["dim"], int(meta["seed"]), dict(meta.get("umap_params") or {}),
                     fitted_on=int(meta["fitted_on"]))
-        if r.method == "pca":
-            missing = [k for k in _PCA_ARRAYS if k not in z.files]
-            if missing:
-                raise ConfigError(f"{where}: {path} lacks the PCA arrays {missing}; the file is damaged, refit.")
-            r.state = {k: np.asarray(z[k], dtype=np.float32) for k in _PCA_ARRAYS}
-        elif r.method == "umap":
-            side = path.parent / str(meta["umap_pickle"]["file"])
-            if Path(meta["umap_pickle"]["file"]).name != meta["umap_pickle"]["file"]:
-                raise ConfigError(f"{where}: {path} names a UMAP side file outside its folder; refused.")
-            if not trust_pickle:
-                raise ConfigError(f"{where}: {path} is a UMAP reducer; its model is the pickle {side.name}, and "
-                                  "unpickling a file runs code. Load it only if you made it or trust its author: set "
-                                  "transfer.reducer.trust_pickle: true (its SHA-256 is checked first), or refit.")
-            if not side.is_file():
-                raise ConfigError(f"{where}: the UMAP model {side} is missing; keep it next to {path.name}.")
-            digest = _sha256(side)
-            if digest != meta["umap_pickle"]["sha256"]:
-                raise ConfigError(f"{where}: {side} has SHA-256 {digest[:16]}…, not the {meta['umap_pickle']['sha256'][:16]}… "
-                                  "recorded when it was saved: the file was changed; refused without unpickling.")
-            with open(side, "rb") as f:
-                r.state = pickle.load(f)  # trusted by the user and unchanged since it was saved
-        elif r.method != "none":
-            raise ConfigError(f"{where}: {path}: unknown reducer method {r.method!r}.")
+        r.state = {k: np.asarray(z[k], dtype=np.float32) for k in _ARRAYS[method]}
+        if method == "umap":
+            r._umap_settings()  # the metric must be one the neighbour map knows
+            n, dim = r.state["embedding"].shape
+            if n != len(r.state["train_inputs"]) or dim != r.dim:
+                raise ConfigError(f"{where}: {path}: embedding {r.state['embedding'].shape} does not match "
+                                  f"{len(r.state['train_inputs'])} training rows and dim {r.dim}; damaged, refit.")
         return r

@@ -96,7 +96,6 @@ class ReducerSpec:
     min_dist: float = 0.1
     metric: str = "cosine"
     load: str | None = None  # a saved reducer.npz to reuse instead of fitting
-    trust_pickle: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +113,7 @@ class TransferSpec:
     dynamic_beta: bool = False
     normalize_model_loss: bool = False
     temperature: float = 0.1  # infonce
+    batch_rows: int | None = None  # infonce / relational: distinct rows per batch at most (a sample)
     reducer: ReducerSpec = field(default_factory=ReducerSpec)
     steps: tuple[Step, ...] = (Step("transfer", fraction=0.5), Step("finetune", fraction=0.5))
 
@@ -183,7 +183,7 @@ def plan_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors:
     fit_rows = train_ids[has_vec[train_ids]]
     reducer = None
     if t.reducer.load:
-        reducer = Reducer.load(t.reducer.load, trust_pickle=t.reducer.trust_pickle)
+        reducer = Reducer.load(t.reducer.load)
         if reducer.dim != dim and t.alignment == "fixed":
             raise ConfigError(f"transfer.reducer.load: the saved reducer outputs {reducer.dim} dimensions, the "
                               f"layer is {dim} wide.")
@@ -248,7 +248,8 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
 
     settings = TransferSettings(layer=layer_name, point=t.point, pooling=t.pooling, gamma=t.gamma,
                                 alignment=t.alignment, loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta,
-                                normalize_model_loss=t.normalize_model_loss, temperature=t.temperature)
+                                normalize_model_loss=t.normalize_model_loss, temperature=t.temperature,
+                                batch_rows=t.batch_rows)
     active = lambda epoch: phase_at(phases, epoch).kind == "transfer"  # noqa: E731
     if t.side == "item":
         kt = ItemKnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
