@@ -26,6 +26,7 @@ from llmkt.cli import main  # noqa: E402
 from llmkt.config.study import load_study_config  # noqa: E402
 from llmkt.data import ProfileVectors  # noqa: E402
 from llmkt.evaluation.studies import BASE, choose, holm, report_table  # noqa: E402
+from llmkt.errors import ConfigError  # noqa: E402
 from llmkt.experiments.study import (Cell, _probe_cells, cell_config, expand, open_study, run_study,  # noqa: E402
                                      trials_table)
 from tests.conftest import random_interactions  # noqa: E402
@@ -509,3 +510,23 @@ def test_validation_table_reads_the_share_or_computes_it_for_older_runs(tmp_path
     # seed 1: 0.25 * 2 / (0.25 * 2 + 0.75 * 3) = 0.5 / 2.75; seed 2: mean(0.3, 0.1) over its transfer epochs
     assert t.loc["llm", "kt share %"] == pytest.approx(100 * (0.5 / 2.75 + 0.2) / 2)
     assert (t.loc["llm", "valid"], t.loc["llm", "std"], t.loc["llm", "seeds"]) == (pytest.approx(0.3), pytest.approx(0.1), 2)
+
+
+def test_more_report_metrics_are_mean_and_std_over_seeds_and_unknown_names_are_refused(tmp_path):
+    from llmkt.experiments.report import _metrics_table
+
+    test = pd.DataFrame([
+        {"group": "g", "variant": BASE, "seed": 1, "value": 0.1, "metrics": {"Recall@20": 0.2, "NDCG@10": 0.1}},
+        {"group": "g", "variant": BASE, "seed": 2, "value": 0.3, "metrics": {"Recall@20": 0.4, "NDCG@10": 0.3}},
+        {"group": "g", "variant": "llm", "seed": 1, "value": 0.5, "metrics": {"Recall@20": 0.6}},
+    ])
+    t = _metrics_table(test, ["Recall@20", "NDCG@10"])
+    assert t.to_dict("records") == [
+        {"group": "g", "variant": BASE, "Recall@20": "0.3000 ± 0.1000", "NDCG@10": "0.2000 ± 0.1000"},
+        {"group": "g", "variant": "llm", "Recall@20": "0.6000 ± 0.0000", "NDCG@10": ""}]
+    spec = yaml.safe_load(tiny_study(tmp_path).read_text())
+    spec["report_metrics"] = ["Recall@20", "NDGC@10"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ConfigError, match="NDGC@10"):
+        load_study_config(path)

@@ -128,7 +128,19 @@ class StudyConfig(Strict):
     seeds: list[int] = Field(..., min_length=1, description="training.seed of each repetition")
     metric: str | None = Field(None, description="validation metric of the choice; default: training.monitor "
                                                  "(AUC for click prediction)")
+    report_metrics: list[str] = Field(default_factory=list, description="more test metrics of the chosen points "
+                                      "for the report (mean ± std over seeds; the paired tests stay on `metric`), "
+                                      "e.g. [Recall@20, NDCG@10]")
     engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @field_validator("report_metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        from llmkt.evaluation.metrics import parse_metric
+
+        for m in v:
+            parse_metric(m)
+        return v
 
     @field_validator("name")
     @classmethod

@@ -63,7 +63,7 @@ def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
             run_dir = Path(by_cell.loc[cid, "run_dir"])
             test = json.loads((run_dir / "test.json").read_text())
             rows.append({"group": c.group, "variant": c.variant, "seed": int(by_cell.loc[cid, "seed"]),
-                         "value": float(test["metrics"][metric])})
+                         "value": float(test["metrics"][metric]), "metrics": test["metrics"]})
             seconds.setdefault((c.group, c.variant), []).append(float(test.get("seconds", np.nan)))
             for name, vals in (test.get("slices") or {}).items():
                 if metric in vals:
@@ -74,6 +74,18 @@ def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
         if series:
             per_user[(c.group, c.variant)] = pd.concat(series, axis=1).mean(axis=1)
     return pd.DataFrame(rows), per_user, seconds, pd.DataFrame(slices)
+
+
+def _metrics_table(test: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Chosen points' test ``metrics``, "mean ± std" over seeds (population std): one row per (group, variant)."""
+    rows = []
+    for (group, variant), part in test.groupby(["group", "variant"], sort=False):
+        row = {"group": group, "variant": variant}
+        for m in metrics:
+            vals = np.array([float(d.get(m, np.nan)) for d in part["metrics"]])
+            row[m] = "" if np.isnan(vals).all() else f"{np.nanmean(vals):.4f} ± {np.nanstd(vals):.4f}"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["group", "variant", *metrics])
 
 
 def _slice_table(slices: pd.DataFrame) -> pd.DataFrame:
@@ -282,6 +294,11 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     if not slice_table.empty:
         md += [f"## Slices (test {metric} of the chosen points, mean over seeds)", "",
                _markdown_table(slice_table, slice_cols, {}), ""]
+    more = h.config.report_metrics
+    mtitle = "More test metrics (chosen points, mean ± std over seeds)"
+    if more:
+        mtable = _metrics_table(test, more)
+        md += [f"## {mtitle}", "", _markdown_table(mtable, list(mtable.columns), {}), ""]
     md += ["## Efficiency (chosen points, mean over seeds)", "", _markdown_table(eff, eff_cols, eff_fmt), ""]
     md += [f"## {vtitle}", "", _markdown_table(vtable, vcols, vfmt), ""]
     for f in figures:
@@ -304,6 +321,8 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     if not slice_table.empty:
         page += [f"<h2>Slices (test {html.escape(metric)} of the chosen points, mean over seeds)</h2>",
                  _html_table(slice_table, slice_cols, {})]
+    if more:
+        page += [f"<h2>{html.escape(mtitle)}</h2>", _html_table(mtable, list(mtable.columns), {})]
     page += ["<h2>Efficiency (chosen points, mean over seeds)</h2>", _html_table(eff, eff_cols, eff_fmt)]
     page += [f"<h2>{html.escape(vtitle)}</h2>", _html_table(vtable, vcols, vfmt)]
     page += [img(f) for f in figures]
