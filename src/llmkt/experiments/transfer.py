@@ -30,7 +30,8 @@ def transfer_spec(t: TransferConfig, model: Recommender | None = None) -> Transf
     steps = tuple(Step(st.step, st.epochs, st.fraction, tuple(st.freeze),
                        st.users if isinstance(st, TransferStep) else 1.0) for st in t.schedule)
     return TransferSpec(layer=t.layer, side=t.side, point=t.point, pooling=t.pooling, gamma=t.gamma, alignment=t.alignment,
-                        loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta, temperature=t.temperature, batch_rows=t.batch_rows,
+                        loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta, temperature=t.temperature,
+                        batch_rows=t.batch_rows,
                         normalize_model_loss=normalized_model_loss(t, model),
                         reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load),
                         steps=steps)
