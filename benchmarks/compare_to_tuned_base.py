@@ -20,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmkt.errors import DataError
 from llmkt.evaluation.studies import holm, paired
+from llmkt.experiments.study import cell_run_dir, read_selection
 
 
 def _per_user(study_dir: Path, cells: list[str], metric: str) -> tuple[pd.Series, list[float]]:
     series, means = [], []
     for cell in cells:
-        run_dir = next((study_dir / "trials").glob(f"*-{cell}"))
+        run_dir = cell_run_dir(study_dir, cell)
         pu = pd.read_parquet(run_dir / "test_per_user.parquet").set_index("uid")[metric]
         series.append(pu)
         means.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
@@ -41,13 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="NDCG@20", help="the studies' metric (default NDCG@20)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    sels = {}
-    for d in (a.study_dir, a.base):
-        p = d / "selection.json"
-        if not p.is_file():
-            print(f"error: {p} does not exist; run `llmkt study report` on that study first.", file=sys.stderr)
-            return 2
-        sels[d] = json.loads(p.read_text())
+    try:
+        sels = {d: read_selection(d) for d in (a.study_dir, a.base)}
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     base_choices = [c for c in sels[a.base]["choices"] if c["variant"] == "none"]
     if not base_choices:
         print(f"error: {a.base}/selection.json has no base (variant none) rows.", file=sys.stderr)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from llmkt.errors import DataError
 from llmkt.experiments.baselines import text_baselines
+from llmkt.experiments.study import cell_run_dir, read_selection
 
 METRICS = ("NDCG@20", "Recall@20", "NDCG@10", "Recall@10")
 
@@ -35,10 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     sel_path = a.study_dir / "selection.json"
-    if not sel_path.is_file():
-        print(f"error: {sel_path} does not exist; run `llmkt study report` on the study first.", file=sys.stderr)
+    try:
+        sel = read_selection(a.study_dir)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    sel = json.loads(sel_path.read_text())
     choices = [c for c in sel["choices"] if c["variant"] == a.variant and a.group in (None, c["group"])]
     if not choices:
         known = sorted({(c["group"], c["variant"]) for c in sel["choices"]})
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in choices:
         rows = []
         for cell in c["cells"]:
-            run_dir = next((a.study_dir / "trials").glob(f"*-{cell}"))
+            run_dir = cell_run_dir(a.study_dir, cell)
             t0 = time.perf_counter()
             r = text_baselines(a.users, a.items, run_dir=run_dir)
             s = r.summary()

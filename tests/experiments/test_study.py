@@ -26,9 +26,9 @@ from llmkt.cli import main  # noqa: E402
 from llmkt.config.study import load_study_config  # noqa: E402
 from llmkt.data import ProfileVectors  # noqa: E402
 from llmkt.evaluation.studies import BASE, choose, holm, report_table  # noqa: E402
-from llmkt.errors import ConfigError  # noqa: E402
-from llmkt.experiments.study import (Cell, _probe_cells, cell_config, expand, open_study, run_study,  # noqa: E402
-                                     trials_table)
+from llmkt.errors import ConfigError, DataError  # noqa: E402
+from llmkt.experiments.study import (Cell, _probe_cells, cell_config, cell_run_dir, expand, open_study,  # noqa: E402
+                                     read_selection, run_study, trials_table)
 from tests.conftest import random_interactions  # noqa: E402
 
 
@@ -530,3 +530,19 @@ def test_more_report_metrics_are_mean_and_std_over_seeds_and_unknown_names_are_r
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(ConfigError, match="NDGC@10"):
         load_study_config(path)
+
+
+def test_read_selection_and_cell_run_dir(tmp_path):
+    # the helpers benchmark scripts use to reach a reported study's chosen runs
+    with pytest.raises(DataError, match=r"selection.json does not exist; run `llmkt study report`"):
+        read_selection(tmp_path)
+    (tmp_path / "selection.json").write_text(json.dumps({"study": "s", "choices": [{"cells": ["abc123"]}]}))
+    assert read_selection(tmp_path)["choices"][0]["cells"] == ["abc123"]
+    with pytest.raises(DataError, match="no run folder for cell 'abc123'"):
+        cell_run_dir(tmp_path, "abc123")
+    (tmp_path / "trials" / "llm-s1-abc123").mkdir(parents=True)
+    (tmp_path / "trials" / "none-s1-abc1234").mkdir()  # another cell whose id only starts alike
+    assert cell_run_dir(tmp_path, "abc123") == tmp_path / "trials" / "llm-s1-abc123"
+    (tmp_path / "trials" / "none-s2-abc123").mkdir()
+    with pytest.raises(DataError, match="2 run folders for cell 'abc123'"):
+        cell_run_dir(tmp_path, "abc123")

@@ -884,3 +884,21 @@ def finalize(spec: str | Path | dict | StudyConfig, overrides: list[str] | None 
                        for c in choices]}
     (h.folder / "selection.json").write_text(json.dumps(out, indent=2, default=str))
     return out
+
+
+def read_selection(folder: str | Path) -> dict[str, Any]:
+    """The ``selection.json`` of a study folder (written by :func:`finalize` / ``llmkt study report``)."""
+    path = Path(folder) / "selection.json"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; run `llmkt study report` on that study first.")
+    return json.loads(path.read_text())
+
+
+def cell_run_dir(folder: str | Path, cell: str) -> Path:
+    """The run folder of a finished cell (``trials/<variant>-s<seed>-<cell>``) of a study folder."""
+    found = sorted((Path(folder) / TRIALS).glob(f"*-{cell}"))
+    if len(found) != 1:
+        what = "no run folder" if not found else f"{len(found)} run folders"
+        raise DataError(f"{Path(folder) / TRIALS}: {what} for cell {cell!r}; is the study folder complete "
+                        "(`llmkt study status`)?")
+    return found[0]
