@@ -10,7 +10,7 @@ are computed and stored in their run folders like ``study report`` does. From th
 
     python benchmarks/compare_points.py benchmarks/studies/amazon_book_lightgcn.yaml \
         llm_user:transfer.point=rmse_a0.5 llm_user_shuffled:transfer.point=rmse_a0.5 \
-        random_user:transfer.point=rmse_a0.5 none:- --out benchmarks/results/amazon_book_lightgcn_same_point.json
+        random_user:transfer.point=rmse_a0.5 none:- --out benchmarks/results/amazon_book_lightgcn_same_point_rmse.json
 """
 
 from __future__ import annotations
