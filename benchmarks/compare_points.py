@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from llmkt.config import validate_config
 from llmkt.errors import LLMKTError
 from llmkt.evaluation.studies import holm, paired
-from llmkt.experiments.study import evaluate_chosen, open_study, trials_table
+from llmkt.experiments.study import evaluate_chosen, open_study, point_test, trials_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,13 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dirs = trials.set_index("cell")["run_dir"]
     per_user, means = {}, {}
-    for key, ids in cells.items():
-        series, vals = [], []
-        for cid in ids:
-            run_dir = Path(run_dirs[cid])
-            series.append(pd.read_parquet(run_dir / "test_per_user.parquet").set_index("uid")[metric])
-            vals.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
-        per_user[key[1]], means[key[1]] = pd.concat(series, axis=1).mean(axis=1), vals
+    for (_, spec), ids in cells.items():
+        per_user[spec], means[spec] = point_test([run_dirs[cid] for cid in ids], metric)
     ref, others = a.points[0], a.points[1:]
     rows = []
     for other in others:

@@ -22,17 +22,11 @@ import pandas as pd
 
 from llmkt.errors import DataError
 from llmkt.evaluation.studies import holm, paired
-from llmkt.experiments.study import cell_run_dir, read_selection
+from llmkt.experiments.study import cell_run_dir, point_test, read_selection
 
 
 def _per_user(study_dir: Path, cells: list[str], metric: str) -> tuple[pd.Series, list[float]]:
-    series, means = [], []
-    for cell in cells:
-        run_dir = cell_run_dir(study_dir, cell)
-        pu = pd.read_parquet(run_dir / "test_per_user.parquet").set_index("uid")[metric]
-        series.append(pu)
-        means.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
-    return pd.concat(series, axis=1).mean(axis=1), means
+    return point_test([cell_run_dir(study_dir, cell) for cell in cells], metric)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from llmkt.data import ProfileVectors  # noqa: E402
 from llmkt.evaluation.studies import BASE, choose, holm, report_table  # noqa: E402
 from llmkt.errors import ConfigError, DataError  # noqa: E402
 from llmkt.experiments.study import (Cell, _probe_cells, cell_config, cell_run_dir, expand, open_study,  # noqa: E402
-                                     read_selection, run_study, trials_table)
+                                     point_test, read_selection, run_study, trials_table)
 from tests.conftest import random_interactions  # noqa: E402
 
 
@@ -546,3 +546,17 @@ def test_read_selection_and_cell_run_dir(tmp_path):
     (tmp_path / "trials" / "none-s2-abc123").mkdir()
     with pytest.raises(DataError, match="2 run folders for cell 'abc123'"):
         cell_run_dir(tmp_path, "abc123")
+
+
+def test_point_test_averages_per_user_over_runs(tmp_path):
+    pytest.importorskip("pyarrow")
+    dirs = []
+    for seed, (vals, mean) in enumerate([([0.0, 1.0, 0.5], 0.5), ([1.0, 0.0], 0.5)], start=1):
+        d = tmp_path / f"llm-s{seed}-c{seed}"
+        d.mkdir()
+        pd.DataFrame({"uid": [1, 2, 3][:len(vals)], "NDCG@20": vals}).to_parquet(d / "test_per_user.parquet")
+        (d / "test.json").write_text(json.dumps({"metrics": {"NDCG@20": mean}}))
+        dirs.append(d)
+    per_user, values = point_test(dirs, "NDCG@20")
+    assert values == [0.5, 0.5]
+    assert per_user.to_dict() == {1: 0.5, 2: 0.5, 3: 0.5}  # user 3 is in one run only: its own value

@@ -902,3 +902,16 @@ def cell_run_dir(folder: str | Path, cell: str) -> Path:
         raise DataError(f"{Path(folder) / TRIALS}: {what} for cell {cell!r}; is the study folder complete "
                         "(`llmkt study status`)?")
     return found[0]
+
+
+def point_test(run_dirs: list[str | Path], metric: str) -> tuple[Any, list[float]]:
+    """The test ``metric`` of one point's runs (one per seed, evaluated on test, e.g. by :func:`finalize`): the
+    per-user values averaged over the runs (a Series indexed by uid, what the paired tests take) and each run's
+    value."""
+    import pandas as pd
+
+    series, values = [], []
+    for run_dir in map(Path, run_dirs):
+        series.append(pd.read_parquet(run_dir / "test_per_user.parquet").set_index("uid")[metric])
+        values.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
+    return pd.concat(series, axis=1).mean(axis=1), values
