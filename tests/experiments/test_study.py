@@ -25,10 +25,10 @@ pytest.importorskip("optuna")
 from llmkt.cli import main  # noqa: E402
 from llmkt.config.study import load_study_config  # noqa: E402
 from llmkt.data import ProfileVectors  # noqa: E402
-from llmkt.evaluation.studies import BASE, choose, holm, report_table  # noqa: E402
+from llmkt.evaluation.studies import BASE, Choice, choose, holm, report_table  # noqa: E402
 from llmkt.errors import ConfigError, DataError  # noqa: E402
 from llmkt.experiments.study import (Cell, _probe_cells, cell_config, cell_run_dir, expand, open_study,  # noqa: E402
-                                     point_test, read_selection, run_study, trials_table)
+                                     point_test, read_selection, run_study, same_point_cells, trials_table)
 from tests.conftest import random_interactions  # noqa: E402
 
 
@@ -144,6 +144,29 @@ def test_report_numbers_equal_a_hand_computed_table():
     assert table.loc["shuf", "chosen"] == "a=0.5"
 
 
+def test_same_point_table_equals_a_hand_computed_table():
+    from llmkt.evaluation.studies import Choice, same_point_table
+
+    choices = [Choice("m", BASE, BASE, "-", 0.3, (1, 2), 1), Choice("m", "llm", "llm", "a=0.1", 0.4, (1, 2), 3)]
+    test = pd.DataFrame([("m", BASE, 1, 0.10), ("m", BASE, 2, 0.20), ("m", "llm", 1, 0.15), ("m", "llm", 2, 0.25)],
+                        columns=["group", "variant", "seed", "value"])
+    users = pd.Index([1, 2, 3, 4, 5], name="uid")
+    mine = pd.Series([0.2, 0.25, 0.1, 0.3, 0.4], users)
+    shuf = pd.Series([0.1, 0.1, 0.05, 0.3, 0.2], users)
+    rand = pd.Series([0.2, 0.2, 0.1, 0.2, 0.3], users)
+    table = same_point_table(choices, {("m", "llm"): mine}, test,
+                             {("m", "llm", "shuf"): (shuf, [0.10, 0.20]), ("m", "llm", "rand"): (rand, [0.2, 0.3]),
+                              ("m", "llm", "auc"): (None, [0.16, 0.24])}).set_index("control")
+    assert table.loc["shuf", "test"] == pytest.approx(0.20) and table.loc["shuf", "test control"] == pytest.approx(0.15)
+    assert table.loc["shuf", "delta"] == pytest.approx(0.05) and table.loc["shuf", "uplift_%"] == pytest.approx(100 / 3)
+    assert table.loc["rand", "delta"] == pytest.approx(-0.05) and table.loc["shuf", "point"] == "a=0.1"
+    p_t = [stats.ttest_rel(mine, shuf).pvalue, stats.ttest_rel(mine, rand).pvalue]
+    assert [table.loc["shuf", "p_t"], table.loc["rand", "p_t"]] == pytest.approx(p_t)
+    assert [table.loc["shuf", "p_t_holm"], table.loc["rand", "p_t_holm"]] == pytest.approx(holm(p_t))
+    assert table.loc["shuf", "p_w"] == pytest.approx(stats.wilcoxon(mine, shuf).pvalue)
+    assert np.isnan(table.loc["auc", "p_t"]) and np.isnan(table.loc["auc", "p_t_holm"])  # no per-user values
+
+
 def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
     spec = tiny_study(tmp_path, models=[{"name": "bprmf", "dim": 8}, {"name": "neumf", "gmf_dim": 4,
                                                                       "mlp_dims": [8, 4], "n_negatives": 2}],
@@ -164,11 +187,31 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
     row = trials[trials["variant"] == "llm"].iloc[0]
     assert row["transfer"]["layer"] == "user_emb" and row["transfer"]["vectors_meta"]["dataset"] == "csv"
     assert {"kt/L_kt", "kt/L_model", "kt/beta"} <= set(row["history"][0]) and row["llmkt"]
-    # test evaluated for the chosen points only
+    # test evaluated for the chosen points and for the controls of a chosen transfer point at that point only
     sel = json.loads((h.folder / "selection.json").read_text())
     chosen = {cid for c in sel["choices"] for cid in c["cells"]}
+    by_cell = trials.set_index("cell")
+    points = {(c["group"], c["variant"]): c["point"] for c in sel["choices"] if not c["base_chosen"]}
+    same = set()
+    for s in sel["same_point_controls"]:
+        assert {by_cell.loc[cid, "variant"] for cid in s["cells"]} == {s["control"]}
+        assert {by_cell.loc[cid, "point"] for cid in s["cells"]} == {points[(s["group"], s["variant"])]}
+        assert sorted(by_cell.loc[cid, "seed"] for cid in s["cells"]) == [1, 2]
+        same |= set(s["cells"])
+    expect_same = {(g, v, k) for (g, v) in points if v == "llm" for k in ("shuffled", "random")}
+    assert {(s["group"], s["variant"], s["control"]) for s in sel["same_point_controls"]} == expect_same
+    # had llm chosen its alpha=0.5 point in a group, each control's two cells at that point are its contrast
+    group = sorted(set(trials["group"]))[0]
+    point = sorted(set(trials[(trials["variant"] == "llm")]["point"]))[-1]
+    pick = [Choice(group, "llm", "llm", point, 0.5, (1, 2), 3), Choice(group, "shuffled", BASE, "-", 0.4, (1, 2), 3)]
+    got = same_point_cells(h, trials, pick)
+    assert sorted(got) == [(group, "llm", "random"), (group, "llm", "shuffled")]
+    for (_, _, control), ids in got.items():
+        rows = trials[(trials["group"] == group) & (trials["variant"] == control) & (trials["point"] == point)]
+        assert ids == rows.sort_values("seed")["cell"].tolist() and len(ids) == 2
+    assert same_point_cells(h, trials[trials["seed"] == 1], pick) == {}  # a control missing a seed: left out
     tested = {p.parent.name for p in (h.folder / "trials").glob("*/test.json")}
-    assert tested == {h.cell(cid).name for cid in chosen} and len(tested) < len(cells)
+    assert tested == {h.cell(cid).name for cid in chosen | same} and len(tested) < len(cells)
     assert not list((h.folder / "trials").glob("*/test_per_user.csv"))  # no trial looked at test while training
     # the report: Markdown table and a self-contained HTML page with the table and the figures
     md = (h.folder / "report" / "report.md").read_text()
@@ -196,10 +239,29 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
 
     parsed = Page()
     parsed.feed(page)
-    assert parsed.tags.count("table") == 4 and len(parsed.imgs) == 2  # results, slices, efficiency, validation
+    # results, slices, efficiency, validation (+ same point when a variant with controls chose a transfer point)
+    assert parsed.tags.count("table") == 4 + bool(expect_same) and len(parsed.imgs) == 2
+    assert ("## Against the controls at the same point" in md) == bool(expect_same)
     assert "users <12 train" in parsed.cells and "## Slices" in md
     assert all(src.startswith("data:image/png;base64,") and len(src) > 1000 for src in parsed.imgs)
     assert "shuffled" in parsed.cells and "random" in parsed.cells
+    # the same-point section, with the contrast of the hand-made choice above in place of the study's own
+    import llmkt.experiments.report as report_mod
+    import llmkt.experiments.study as study_mod
+    from llmkt.experiments.report import build_report
+
+    real = study_mod.same_point_cells
+    try:
+        study_mod.same_point_cells = report_mod.same_point_cells = lambda *_: got
+        build_report(spec, out_dir=tmp_path / "r2")
+    finally:
+        study_mod.same_point_cells = report_mod.same_point_cells = real
+    md2 = (tmp_path / "r2" / "report.md").read_text()
+    assert "## Against the controls at the same point" in md2
+    same_csv = pd.read_csv(tmp_path / "r2" / "same_point.csv").set_index("control")
+    for (_, _, control), ids in got.items():
+        _, vals = point_test([by_cell.loc[cid, "run_dir"] for cid in ids], str(trials["metric"].iloc[0]))
+        assert same_csv.loc[control, "test control"] == pytest.approx(np.mean(vals))
     # a second run does nothing: finished cells never run again
     again = CliRunner().invoke(main, ["study", "run", str(spec), "--no-report"])
     assert again.exit_code == 0 and "(0 now" in again.output and len(attempts(tmp_path)) == len(runs)

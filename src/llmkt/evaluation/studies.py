@@ -127,3 +127,35 @@ def report_table(choices: list[Choice], test: pd.DataFrame, per_user: dict[tuple
     for col in ("p_t_base", "p_w_base", "p_t_shuffled", "p_w_shuffled"):
         table[col + "_holm"] = holm(table[col].tolist())
     return table
+
+
+def same_point_table(choices: list[Choice], per_user: dict[tuple[str, str], pd.Series],
+                     test: pd.DataFrame, control_runs: dict[tuple[str, str, str], tuple[pd.Series | None, list[float]]]
+                     ) -> pd.DataFrame:
+    """Each chosen transfer point against its controls trained at that same point.
+
+    The main table compares a variant with its control's *own* choice, which is the base when no control point beat
+    it on validation; here the control differs from the variant only in its vectors. ``control_runs``:
+    ``(group, variant, control) -> (per-user Series averaged over seeds or None, per-seed test values)``, one entry
+    per control that finished the variant's chosen point on every seed. Rows: the two means, delta and uplift, the
+    paired per-user t and Wilcoxon p-values of variant minus control and their Holm-adjusted values across the
+    table (per test kind)."""
+    rows = []
+    by_key = {(c.group, c.variant): c for c in choices}
+    for (group, variant, control), (ctrl_pu, ctrl_vals) in control_runs.items():
+        c = by_key[(group, variant)]
+        vals = test[(test["group"] == group) & (test["variant"] == variant)]["value"].to_numpy(dtype=float)
+        mean, cmean = float(vals.mean()), float(np.mean(ctrl_vals))
+        row = {"group": group, "variant": variant, "point": c.point, "control": control, "test": mean,
+               "test control": cmean, "delta": mean - cmean,
+               "uplift_%": 100 * (mean - cmean) / cmean if cmean else np.nan, "p_t": np.nan, "p_w": np.nan}
+        mine = per_user.get((group, variant))
+        if mine is not None and ctrl_pu is not None:
+            row["p_t"], row["p_w"], _ = paired(ctrl_pu, mine)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    for col in ("p_t", "p_w"):
+        table[col + "_holm"] = holm(table[col].tolist())
+    return table

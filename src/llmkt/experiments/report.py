@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from llmkt.config.study import BASE
-from llmkt.evaluation.studies import report_table
-from llmkt.experiments.study import chosen_cells, finalize, open_study, status, trials_table
+from llmkt.evaluation.studies import report_table, same_point_table
+from llmkt.experiments.study import chosen_cells, finalize, open_study, same_point_cells, status, trials_table
 
 
 @dataclass
@@ -74,6 +74,22 @@ def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
         if series:
             per_user[(c.group, c.variant)] = pd.concat(series, axis=1).mean(axis=1)
     return pd.DataFrame(rows), per_user, seconds, pd.DataFrame(slices)
+
+
+def _same_point(trials: pd.DataFrame, same: dict[tuple[str, str, str], list[str]], metric: str):
+    """``(group, variant, control) -> (per-user Series averaged over seeds or None, per-seed test values)``."""
+    by_cell = trials.set_index("cell")
+    out = {}
+    for key, ids in same.items():
+        series, values = [], []
+        for cid in ids:
+            run_dir = Path(by_cell.loc[cid, "run_dir"])
+            values.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
+            pu = pd.read_parquet(run_dir / "test_per_user.parquet")
+            if metric in pu.columns:
+                series.append(pu.set_index("uid")[metric])
+        out[key] = (pd.concat(series, axis=1).mean(axis=1) if series else None, values)
+    return out
 
 
 def _metrics_table(test: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
@@ -253,6 +269,8 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     test, per_user, seconds, slices = _test_inputs(trials, choices, cells, metric)
     slice_table = _slice_table(slices)
     table = report_table(choices, test, per_user, _controls(h.config), metric)
+    same = _same_point(trials, same_point_cells(h, trials, choices), metric)
+    stable = same_point_table(choices, per_user, test, same) if not test.empty else pd.DataFrame()
     out = Path(out_dir) if out_dir else h.folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     figures = [p for p in (_figure_alpha(trials, h.config, choices, out), _figure_losses(trials, choices, cells, out))
@@ -286,6 +304,16 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     md = [f"# {h.config.name}", "", info, "", _markdown_table(table, cols, fmt), "", legend, ""]
     if base_notes:
         md += ["Base chosen:", *[f"- {n}" for n in base_notes], ""]
+    scols = ["group", "variant", "point", "control", "test", "test control", "delta", "uplift_%", "p_t_holm",
+             "p_w_holm"]
+    sfmt = {"p_t_holm": _p, "p_w_holm": _p, "uplift_%": lambda v: _fmt(v, 2)}
+    stitle = f"Against the controls at the same point (test {metric}, mean over seeds)"
+    slegend = ("Each chosen transfer point beside its controls trained at that same point, so that only the vectors "
+               "differ (the table above compares with the control's own choice on validation, which is the base "
+               "when no control point beat it). Not a choice on validation: read it as the controlled contrast of "
+               "the chosen setting. `p_*_holm`: paired per-user tests, Holm-adjusted across this table.")
+    if not stable.empty:
+        md += [f"## {stitle}", "", _markdown_table(stable, scols, sfmt), "", slegend, ""]
     vcols = list(vtable.columns)
     vfmt = {"seeds": lambda v: str(int(v)), "kt share %": lambda v: _fmt(v, 2)}
     vtitle = (f"Validation by point (every candidate: {metric} mean and std over its seeds; kt share %: "
@@ -318,6 +346,8 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
             _html_table(table, cols, fmt), f"<p>{_inline(legend)}</p>"]
     if base_notes:
         page.append("<p>Base chosen:</p><ul>" + "".join(f"<li>{_inline(n)}</li>" for n in base_notes) + "</ul>")
+    if not stable.empty:
+        page += [f"<h2>{html.escape(stitle)}</h2>", _html_table(stable, scols, sfmt), f"<p>{_inline(slegend)}</p>"]
     if not slice_table.empty:
         page += [f"<h2>Slices (test {html.escape(metric)} of the chosen points, mean over seeds)</h2>",
                  _html_table(slice_table, slice_cols, {})]
@@ -330,6 +360,8 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     html_path = out / "report.html"
     html_path.write_text("\n".join(page))
     table.to_csv(out / "table.csv", index=False)
+    if not stable.empty:
+        stable.to_csv(out / "same_point.csv", index=False)
     return ReportPaths(md_path, html_path, figures, table)
 
 

@@ -847,7 +847,26 @@ def chosen_cells(h: StudyHandle, trials) -> tuple[list[Any], dict[tuple[str, str
     return choices, cells
 
 
-def evaluate_chosen(h: StudyHandle, trials, cells: dict[tuple[str, str], list[str]]) -> None:
+def same_point_cells(h: StudyHandle, trials, choices: list[Any]) -> dict[tuple[str, str, str], list[str]]:
+    """For every variant whose choice is a transfer point, the cells of each of its controls (``of`` it: shuffled,
+    random) at that same point, one per seed; a control that has not finished the point on every seed is left
+    out. Empty in a search study, where every variant draws its own points."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    need = set(h.config.seeds)
+    for c in choices:
+        if c.variant == BASE or c.base_chosen:
+            continue
+        for name, var in h.config.vectors.items():
+            if var.of != c.variant:
+                continue
+            rows = trials[(trials["group"] == c.group) & (trials["variant"] == name) & (trials["point"] == c.point)]
+            if set(rows["seed"]) >= need:
+                rows = rows[rows["seed"].isin(need)].sort_values("seed")
+                out[(c.group, c.variant, name)] = rows["cell"].tolist()
+    return out
+
+
+def evaluate_chosen(h: StudyHandle, trials, cells: dict[Any, list[str]]) -> None:
     """Test metrics and per-user arrays of every chosen cell that has none yet (each cell once)."""
     from llmkt.experiments.evaluate import evaluate_run
 
@@ -871,17 +890,21 @@ def evaluate_chosen(h: StudyHandle, trials, cells: dict[tuple[str, str], list[st
 
 def finalize(spec: str | Path | dict | StudyConfig, overrides: list[str] | None = None,
              storage: str | None = None) -> dict[str, Any]:
-    """Choose on validation, evaluate test of the chosen points, write ``selection.json``; returns it."""
+    """Choose on validation, evaluate test of the chosen points and of their controls at the same points
+    (:func:`same_point_cells`), write ``selection.json``; returns it."""
     h = open_study(spec, overrides, storage, create=False)
     trials = trials_table(h)
     if trials.empty:
         raise DataError(f"study {h.config.name!r}: no finished trials yet; run `llmkt study run` first.")
     choices, cells = chosen_cells(h, trials)
-    evaluate_chosen(h, trials, cells)
+    same = same_point_cells(h, trials, choices)
+    evaluate_chosen(h, trials, {**cells, **same})
     st = status(h)
     out = {"study": h.config.name, "storage": h.url, **st,
            "choices": [{**c.__dict__, "base_chosen": c.base_chosen, "cells": cells[(c.group, c.variant)]}
-                       for c in choices]}
+                       for c in choices],
+           "same_point_controls": [{"group": g, "variant": v, "control": k, "cells": ids}
+                                   for (g, v, k), ids in same.items()]}
     (h.folder / "selection.json").write_text(json.dumps(out, indent=2, default=str))
     return out
 
