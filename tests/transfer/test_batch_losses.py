@@ -99,3 +99,25 @@ def test_a_transfer_term_under_one_percent_of_the_loss_warns(tmp_path, small):  
         warnings.simplefilter("error", LLMKTWarning)
         res = llmkt.train(cfg, data=ds)
     assert res.history[0]["kt/share"] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_a_transfer_term_far_heavier_than_alpha_says_warns(tmp_path, small):  # noqa: F811
+    import warnings
+
+    from llmkt.errors import LLMKTWarning
+
+    ds, vec = small
+    # static beta: in-batch InfoNCE (about log of the batch's rows) against BPR's loss (about log 2 at the start)
+    cfg = _cfg(tmp_path, vec, loss="infonce", alignment="projection", alpha=0.1, reducer={"method": "pca", "dim": 8})
+    cfg["model"] = {"name": "bprmf", "dim": 8}
+    cfg["training"]["batch_size"] = 64
+    with pytest.warns(LLMKTWarning, match=r"beta \* L_kt is \d+\.\dx the model loss.*alpha 0\.1 gives the transfer term"):
+        res = llmkt.train(cfg, data=ds)
+    h = res.history[0]
+    ratio = h["kt/beta"] * h["kt/L_kt"] / h["kt/L_model"]
+    assert ratio > 3 and h["kt/share"] > 0.25  # what the warning says, from the logged terms
+    cfg["transfer"]["dynamic_beta"] = True  # the share is then alpha: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LLMKTWarning)
+        res = llmkt.train(cfg, data=ds)
+    assert res.history[0]["kt/share"] == pytest.approx(0.1, abs=1e-3)

@@ -71,6 +71,9 @@ class _EpochStats:
 
 #: below this share of the combined loss the transfer term is too small to matter: the run warns
 SMALL_SHARE = 0.01
+#: above this ratio of beta * L_kt to the model term, alpha no longer says how the two mix: the run warns (on
+#: amazon-book, static-beta InfoNCE at alpha 0.1 weighed 3.5-6x BPR's loss and cost a fifth of LightGCN's NDCG)
+LARGE_RATIO = 3.0
 
 
 @dataclass
@@ -95,6 +98,7 @@ class KnowledgeTransfer(Callback):
     _stats: _EpochStats = field(init=False, default_factory=_EpochStats)
     _on: bool = field(init=False, default=False)
     _warned: bool = field(init=False, default=False)
+    _warned_large: bool = field(init=False, default=False)
     modules: nn.ModuleDict = field(init=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +229,20 @@ class KnowledgeTransfer(Callback):
                           f"{st.model / st.steps:.4g}, L_kt {st.kt / st.steps:.4g}): the transfer term hardly moves "
                           "the model. Set transfer.dynamic_beta: true (beta = L_model / L_kt) or "
                           "transfer.normalize_model_loss: true, or raise alpha.",
+                          LLMKTWarning, stacklevel=2)
+        alpha = self.settings.alpha
+        model_term = st.total - st.term
+        ratio = (st.term / alpha) / (model_term / (1 - alpha)) if 0 < alpha < 1 and model_term > 0 else 0.0
+        if ratio > LARGE_RATIO and not self._warned_large:
+            import warnings
+
+            from llmkt.errors import LLMKTWarning
+
+            self._warned_large = True
+            warnings.warn(f"transfer: beta * L_kt is {ratio:.1f}x the model loss (L_model {st.model / st.steps:.4g}, "
+                          f"L_kt {st.kt / st.steps:.4g}), so alpha {alpha:g} gives the transfer term {share:.0%} of the "
+                          f"training loss, not about {alpha:.0%}: it may drown the model's own objective. Set "
+                          "transfer.dynamic_beta: true (beta = L_model / L_kt, the share is then alpha) or lower alpha.",
                           LLMKTWarning, stacklevel=2)
         p = self.log_prefix
         return {f"{p}/active": 1.0, f"{p}/L_model": st.model / st.steps, f"{p}/L_kt": st.kt / st.steps,
