@@ -91,6 +91,27 @@ def test_the_random_control_is_the_library_one(tmp_path):
     assert np.array_equal(got.vectors, want.vectors) and got.meta["control"] == "random"
 
 
+def test_a_control_of_a_both_sides_variant_controls_both_sides(tmp_path):
+    tiny_study(tmp_path)
+    spec = yaml.safe_load((tmp_path / "study.yaml").read_text())
+    items = np.asarray([str(i) for i in range(1, 41)])
+    ProfileVectors(items, np.random.default_rng(1).normal(size=(40, 8)), {"dataset": "csv", "entity": "item"}).save(
+        tmp_path / "items.npz")
+    both = {"item": {"vectors": {"path": str(tmp_path / "items.npz")}, "alpha": 0.2}}
+    spec["vectors"] = {"both": {"path": str(tmp_path / "llm.npz"), "transfer": both},
+                       "both_shuffled": {"of": "both", "control": "shuffle"}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    study = load_study_config(tmp_path / "study.yaml")
+    cells = {(c.variant, c.seed): c for c in expand(study) if c.variant != BASE}
+    real = cell_config(study, cells[("both", 2)], study.base_run(), tmp_path / "t").transfer
+    ctrl = cell_config(study, cells[("both_shuffled", 2)], study.base_run(), tmp_path / "t").transfer
+    assert (real.vectors.control, real.item.vectors.control) == ("none", "none")
+    assert (ctrl.vectors.control, ctrl.vectors.control_seed) == ("shuffle", 2)
+    assert (ctrl.item.vectors.control, ctrl.item.vectors.control_seed, ctrl.item.alpha) == ("shuffle", 2, 0.2)
+    assert ctrl.item.vectors.path == real.item.vectors.path
+    assert study.vectors["both"].transfer["item"]["vectors"] == {"path": str(tmp_path / "items.npz")}  # not mutated
+
+
 def _trials(rows):
     return pd.DataFrame(rows, columns=["group", "variant", "point", "seed", "valid", "test"])
 

@@ -310,6 +310,10 @@ def cell_config(study: StudyConfig, cell: Cell, base_raw: dict[str, Any], trials
         patch = var.transfer or (study.vectors[var.of].transfer if var.of is not None else {})
         raw["transfer"] = {**copy.deepcopy(study.transfer), **copy.deepcopy(patch),
                            "vectors": _vectors_section(study, cell.variant, cell.seed), "compare_base": False}
+        item = raw["transfer"].get("item")
+        if var.of is not None and isinstance(item, dict) and isinstance(item.get("vectors"), dict):
+            # a control of a both-sides variant controls both sides' vectors, each with the cell's seed
+            item["vectors"] = {**item["vectors"], "control": var.control, "control_seed": cell.seed}
     for axis, value in cell.point:
         if is_bundle(value):
             for path, v in value["set"].items():
