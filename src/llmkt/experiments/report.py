@@ -21,7 +21,8 @@ import pandas as pd
 
 from llmkt.config.study import BASE
 from llmkt.evaluation.studies import report_table, same_point_table
-from llmkt.experiments.study import chosen_cells, finalize, open_study, same_point_cells, status, trials_table
+from llmkt.experiments.study import (chosen_cells, finalize, open_study, point_test, same_point_cells, status,
+                                    trials_table)
 
 
 @dataclass
@@ -79,17 +80,7 @@ def _test_inputs(trials: pd.DataFrame, choices, cells, metric: str):
 def _same_point(trials: pd.DataFrame, same: dict[tuple[str, str, str], list[str]], metric: str):
     """``(group, variant, control) -> (per-user Series averaged over seeds or None, per-seed test values)``."""
     by_cell = trials.set_index("cell")
-    out = {}
-    for key, ids in same.items():
-        series, values = [], []
-        for cid in ids:
-            run_dir = Path(by_cell.loc[cid, "run_dir"])
-            values.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
-            pu = pd.read_parquet(run_dir / "test_per_user.parquet")
-            if metric in pu.columns:
-                series.append(pu.set_index("uid")[metric])
-        out[key] = (pd.concat(series, axis=1).mean(axis=1) if series else None, values)
-    return out
+    return {key: point_test([by_cell.loc[cid, "run_dir"] for cid in ids], metric) for key, ids in same.items()}
 
 
 def _metrics_table(test: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

@@ -933,12 +933,14 @@ def cell_run_dir(folder: str | Path, cell: str) -> Path:
 
 def point_test(run_dirs: list[str | Path], metric: str) -> tuple[Any, list[float]]:
     """The test ``metric`` of one point's runs (one per seed, evaluated on test, e.g. by :func:`finalize`): the
-    per-user values averaged over the runs (a Series indexed by uid, what the paired tests take) and each run's
-    value."""
+    per-user values averaged over the runs (a Series indexed by uid, what the paired tests take; None for a metric
+    without per-user values, such as AUC) and each run's value."""
     import pandas as pd
 
     series, values = [], []
     for run_dir in map(Path, run_dirs):
-        series.append(pd.read_parquet(run_dir / "test_per_user.parquet").set_index("uid")[metric])
+        per_user = pd.read_parquet(run_dir / "test_per_user.parquet")
+        if metric in per_user.columns:
+            series.append(per_user.set_index("uid")[metric])
         values.append(float(json.loads((run_dir / "test.json").read_text())["metrics"][metric]))
-    return pd.concat(series, axis=1).mean(axis=1), values
+    return (pd.concat(series, axis=1).mean(axis=1) if series else None), values
