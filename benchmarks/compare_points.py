@@ -1,10 +1,11 @@
 """Two or more points of one study at the same setting, on test: paired per-user tests, Holm-adjusted.
 
 ``llmkt study report`` compares each variant's point *chosen on validation* with the base and with its shuffled
-control's chosen point; when a control's validation chose the base, that comparison is against the base. This
-script answers the other question a reader asks: at the very setting the LLM variant was chosen at, does the
-shuffled (or random) control test lower? It is a post-hoc look at test (nothing is chosen here), so it goes
-beside the report, not instead of it. Points are ``VARIANT:POINT`` as the report's "Validation by point" table
+control's chosen point; when a control's validation chose the base, that comparison is against the base. The
+report's "Against the controls at the same point" table now answers, for the chosen point, the other question a
+reader asks (does the shuffled or random control test lower at that very setting?); this script asks it for any
+points, chosen or not (e.g. a variant's runner-up setting, or with the base in the same Holm family). It is a
+post-hoc look at test (nothing is chosen here), so it goes beside the report, not instead of it. Points are ``VARIANT:POINT`` as the report's "Validation by point" table
 writes them (``none:-`` for the base); the first is the reference. Test metrics of runs not yet evaluated on test
 are computed and stored in their run folders like ``study report`` does. From the repository root:
 

@@ -188,7 +188,7 @@ def test_same_point_table_equals_a_hand_computed_table():
     assert np.isnan(table.loc["auc", "p_t"]) and np.isnan(table.loc["auc", "p_t_holm"])  # no per-user values
 
 
-def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
+def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path, monkeypatch):
     spec = tiny_study(tmp_path, models=[{"name": "bprmf", "dim": 8}, {"name": "neumf", "gmf_dim": 4,
                                                                       "mlp_dims": [8, 4], "n_negatives": 2}],
                       slices={"user_history": [12], "item_popularity": None})
@@ -271,12 +271,10 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path):
     import llmkt.experiments.study as study_mod
     from llmkt.experiments.report import build_report
 
-    real = study_mod.same_point_cells
-    try:
-        study_mod.same_point_cells = report_mod.same_point_cells = lambda *_: got
-        build_report(spec, out_dir=tmp_path / "r2")
-    finally:
-        study_mod.same_point_cells = report_mod.same_point_cells = real
+    monkeypatch.setattr(study_mod, "same_point_cells", lambda *_: got)
+    monkeypatch.setattr(report_mod, "same_point_cells", lambda *_: got)
+    build_report(spec, out_dir=tmp_path / "r2")
+    monkeypatch.undo()
     md2 = (tmp_path / "r2" / "report.md").read_text()
     assert "## Against the controls at the same point" in md2
     same_csv = pd.read_csv(tmp_path / "r2" / "same_point.csv").set_index("control")

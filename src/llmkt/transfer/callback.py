@@ -14,13 +14,14 @@ trained model serves exactly like the base model.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from llmkt.errors import ConfigError
+from llmkt.errors import ConfigError, LLMKTWarning
 from llmkt.training.callbacks import Callback
 from llmkt.transfer.alignment import Alignment, batch_loss
 from llmkt.transfer.layers import find_layer
@@ -220,10 +221,6 @@ class KnowledgeTransfer(Callback):
             return {f"{self.log_prefix}/active": 0.0}
         share = st.term / st.total if st.total > 0 else 0.0
         if 0 < self.settings.alpha and share < SMALL_SHARE and not self._warned:
-            import warnings
-
-            from llmkt.errors import LLMKTWarning
-
             self._warned = True
             warnings.warn(f"transfer: alpha * beta * L_kt is {share:.2%} of the training loss (L_model "
                           f"{st.model / st.steps:.4g}, L_kt {st.kt / st.steps:.4g}): the transfer term hardly moves "
@@ -234,10 +231,6 @@ class KnowledgeTransfer(Callback):
         model_term = st.total - st.term
         ratio = (st.term / alpha) / (model_term / (1 - alpha)) if 0 < alpha < 1 and model_term > 0 else 0.0
         if ratio > LARGE_RATIO and not self._warned_large:
-            import warnings
-
-            from llmkt.errors import LLMKTWarning
-
             self._warned_large = True
             warnings.warn(f"transfer: beta * L_kt is {ratio:.1f}x the model loss (L_model {st.model / st.steps:.4g}, "
                           f"L_kt {st.kt / st.steps:.4g}), so alpha {alpha:g} gives the transfer term {share:.0%} of the "
