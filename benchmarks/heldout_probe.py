@@ -13,6 +13,8 @@ factors): every item gets a factor vector ``q_i``. For every user with held-out 
   be ~0) and ``history + shuffled``.
 * **items** (``--items``): the same probe from item-profile vectors to each item's own factor ``q_i`` (items with
   at least ``--min-item-count`` training interactions), beside the shuffled control and log popularity.
+* ``--reduce pca|umap --dim D``: the probe on the vectors a transfer would use, reduced by the library's
+  ``Reducer`` fitted on the training split's users (items) only; default: the encoder's vectors as they are.
 
 Nothing here trains a recommender; it runs in under a minute on 2 cores.
 
@@ -36,6 +38,7 @@ from llmkt.config import load_config
 from llmkt.data import columns as C
 from llmkt.experiments.inputs import load_dataset, split_dataset
 from llmkt.experiments.profiles import export_vectors
+from llmkt.transfer.reduce import Reducer
 from vector_probe import cv_ridge_r2  # the same ridge probe as the genre diagnostic (benchmarks/ is on sys.path)
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -48,6 +51,18 @@ def mean_rows(m: sp.csr_matrix, q: np.ndarray) -> np.ndarray:
     return np.asarray(m @ q) / np.maximum(counts, 1)[:, None]
 
 
+def reduced(vectors: np.ndarray, mask: np.ndarray, train_rows: np.ndarray,
+            args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """``vectors`` reduced to ``args.dim`` by ``args.reduce``, fitted on the rows of ``train_rows`` that have one."""
+    if args.reduce == "none":
+        return vectors, mask
+    fit_rows = train_rows[mask[train_rows]]
+    reducer = Reducer(method=args.reduce, dim=args.dim, seed=args.seed).fit(vectors[fit_rows])
+    out = np.zeros((len(vectors), args.dim), dtype=np.float32)
+    out[mask] = reducer.transform(vectors[mask])
+    return out, mask
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="a run config: its data and split")
@@ -57,6 +72,9 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--min-item-count", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reduce", choices=["none", "pca", "umap"], default="none",
+                    help="reduce the vectors first (fitted on training users / items only)")
+    ap.add_argument("--dim", type=int, default=64, help="width after --reduce")
     ap.add_argument("--out")
     args = ap.parse_args()
 
@@ -79,7 +97,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
 
     uv = export_vectors(args.users, list(args.sets), check_split=split)
-    users, umask = uv.aligned(ds, "user")
+    users, umask = reduced(*uv.aligned(ds, "user"), np.unique(split.train[C.UID].to_numpy()), args)
     has_held = np.asarray(held.sum(1)).ravel() > 0
     rows = np.flatnonzero(umask & has_held)
     rows = rows[rows > 0]
@@ -89,7 +107,8 @@ def main() -> None:
     profile = users[rows]
     shuffled = profile[rng.permutation(len(rows))]
     out: dict = {"llmkt": llmkt.__version__, "config": args.config, "users": args.users, "rank": args.rank,
-                 "n_users": int(len(rows)), "user_vectors": {"encoder": uv.meta.get("encoder"), "dim": int(users.shape[1])},
+                 "n_users": int(len(rows)), "user_vectors": {"encoder": uv.meta.get("encoder"), "dim": int(users.shape[1]),
+                                  "reduce": args.reduce},
                  "user_probe": {}}
     for name, x in [("history", history), ("profile", profile), ("history + profile", np.hstack([history, profile])),
                     ("shuffled profile", shuffled), ("history + shuffled", np.hstack([history, shuffled]))]:
@@ -97,7 +116,7 @@ def main() -> None:
         print(f"users  {name:<20} R2 {out['user_probe'][name]['r2']:+.4f}", flush=True)
     if args.items:
         iv = export_vectors(args.items, list(args.sets), check_split=split)
-        items, imask = iv.aligned(ds, "item")
+        items, imask = reduced(*iv.aligned(ds, "item"), np.unique(split.train[C.IID].to_numpy()), args)
         counts = np.asarray(train.sum(0)).ravel()
         sel = np.flatnonzero(imask & (counts >= args.min_item_count))
         sel = sel[sel > 0]

@@ -57,7 +57,7 @@ def test_simplex_aggregates_history_ignoring_padding():
 
 def test_neumf_candidates_keep_the_user_on_dim_0_and_score_in_chunks():
     torch.manual_seed(0)
-    m = NeuMF(n_items=7, n_users=3, gmf_dim=4, mlp_dims=[8, 6, 4], n_negatives=2, score_chunk=3).eval()
+    m = NeuMF(n_items=7, n_users=3, gmf_dim=4, mlp_dims=[8, 6, 4], dropout=0.3, n_negatives=2, score_chunk=3).eval()
     batch = {"uid": torch.tensor([1, 3]), "pos": torch.tensor([2, 5]), "neg": torch.tensor([[1, 7], [3, 4]])}
     seen = {}
     h = m.mlp[1].register_forward_hook(lambda mod, i, o: seen.update(shape=tuple(o.shape)))

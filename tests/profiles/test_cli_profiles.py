@@ -28,7 +28,7 @@ def test_profiles_commands_end_to_end(csv_folder, tmp_path):
         assert out.exit_code == 0, out.output
         assert "encoder openai:emb:-:norm: 2 embedded now, 2 in all, dim 4" in out.output
         out = r.invoke(main, ["profiles", "export", str(job), "-o", str(tmp_path / "v.npz"), *emb])
-        assert out.exit_code == 0, out.output
+        assert out.exit_code == 0 and ": 2 users x 4 dims (openai:emb:-:norm)" in out.output, out.output
     z = np.load(tmp_path / "v.npz")
     assert z["vectors"].shape == (2, 4) and z["user_ids"].tolist() == [1, 2]
 

