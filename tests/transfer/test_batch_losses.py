@@ -101,6 +101,25 @@ def test_a_transfer_term_under_one_percent_of_the_loss_warns(tmp_path, small):  
     assert res.history[0]["kt/share"] == pytest.approx(0.1, abs=1e-3)
 
 
+def test_the_small_share_warning_does_not_suggest_what_is_already_on(tmp_path, small, monkeypatch):  # noqa: F811
+    from llmkt.errors import LLMKTWarning
+    from llmkt.transfer import callback
+
+    ds, vec = small
+    monkeypatch.setattr(callback, "SMALL_SHARE", 0.99)  # every share under it: the warning's text is what is tested
+    cfg = _cfg(tmp_path, vec, alpha=0.1)
+    cfg["model"] = {"name": "multvae", "hidden": 16, "latent": 8}  # normalised model loss by default
+    with pytest.warns(LLMKTWarning, match="hardly moves") as rec:
+        llmkt.train(cfg, data=ds)
+    text = next(str(w.message) for w in rec if "hardly moves" in str(w.message))
+    assert "normalised to 1" in text and "normalize_model_loss" not in text and "dynamic_beta: true" in text
+    cfg["transfer"]["dynamic_beta"] = True
+    with pytest.warns(LLMKTWarning, match="hardly moves") as rec:
+        llmkt.train(cfg, data=ds)
+    text = next(str(w.message) for w in rec if "hardly moves" in str(w.message))
+    assert text.endswith("the transfer term hardly moves the model; raise alpha.")
+
+
 def test_a_transfer_term_far_heavier_than_alpha_says_warns(tmp_path, small):  # noqa: F811
     import warnings
 

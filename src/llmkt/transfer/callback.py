@@ -222,10 +222,14 @@ class KnowledgeTransfer(Callback):
         share = st.term / st.total if st.total > 0 else 0.0
         if 0 < self.settings.alpha and share < SMALL_SHARE and not self._warned:
             self._warned = True
+            norm = self.settings.normalize_model_loss
+            fixes = "raise alpha" if self.settings.dynamic_beta else (
+                "set transfer.dynamic_beta: true (beta = L_model / L_kt), or raise alpha" if norm else
+                "set transfer.dynamic_beta: true (beta = L_model / L_kt) or transfer.normalize_model_loss: true, "
+                "or raise alpha")
             warnings.warn(f"transfer: alpha * beta * L_kt is {share:.2%} of the training loss (L_model "
-                          f"{st.model / st.steps:.4g}, L_kt {st.kt / st.steps:.4g}): the transfer term hardly moves "
-                          "the model. Set transfer.dynamic_beta: true (beta = L_model / L_kt) or "
-                          "transfer.normalize_model_loss: true, or raise alpha.",
+                          f"{st.model / st.steps:.4g}{', normalised to 1' if norm else ''}, L_kt "
+                          f"{st.kt / st.steps:.4g}): the transfer term hardly moves the model; {fixes}.",
                           LLMKTWarning, stacklevel=2)
         alpha = self.settings.alpha
         model_term = st.total - st.term
