@@ -47,6 +47,26 @@ def test_the_item_loss_reaches_only_the_batch_rows_with_a_vector(make):
     kt.detach()
 
 
+def test_item_rows_all_aligns_items_that_no_batch_holds():
+    torch.manual_seed(0)
+    m = BPRMF(N_ITEMS, N_USERS, dim=8, n_negatives=2)
+    mask = torch.ones(N_ITEMS + 1, dtype=torch.bool)
+    mask[[0, 5, 13]] = False  # items 5 and 13 have no vector
+    kt = ItemKnowledgeTransfer(m, torch.randn(N_ITEMS + 1, 8), mask, TransferSettings(layer="item_emb", alpha=1.0),
+                               n_items=N_ITEMS, rows="all")
+    kt.build(width=8)
+    kt.on_epoch_start(None, 1)
+    kt.on_loss(None, BATCH, m.loss(BATCH).detach()).backward()
+    rows = m.item_emb.weight.grad.abs().sum(1)
+    expected = [i for i in range(1, N_ITEMS + 1) if i not in (5, 13)]  # every item with a vector, batch or not
+    assert torch.nonzero(rows).reshape(-1).tolist() == expected
+    assert kt.epoch_logs(None)["kt/coverage"] == 1.0
+    with pytest.raises(ConfigError, match="transfer.item_rows: expected batch or all, got 'some'"):
+        ItemKnowledgeTransfer(m, torch.zeros(N_ITEMS + 1, 8), mask, TransferSettings(layer="item_emb"),
+                              n_items=N_ITEMS, rows="some")
+    kt.detach()
+
+
 def _graph(m):
     m.set_graph(torch.tensor([1, 1, 2, 3, 4, 5]), torch.tensor([1, 4, 5, 6, 8, 9]))
     return m
@@ -89,6 +109,44 @@ def test_the_runner_trains_item_side_transfer(tmp_path, data, model, layer, widt
     assert res.transfer["coverage"] == pytest.approx(0.8)
     assert [h["kt/active"] for h in res.history] == [1.0, 1.0, 0.0, 0.0]
     assert all(h["kt/L_kt"] > 0 for h in res.history[:2]) and 0 <= res.test.metrics["NDCG@10"] <= 1
+
+
+def test_item_rows_all_aligns_cold_items_in_training(tmp_path, data):
+    """Under the cold-start protocol (cold items keep no training interaction) only item_rows: all brings the cold
+    items' table rows towards their (reduced) vectors: alignment fixed, so a row's distance to its target is the
+    transfer loss itself."""
+    from llmkt.transfer.reduce import Reducer
+
+    ds, items, _ = data
+    vecs = ProfileVectors.load(items)
+    raw, has_vec = vecs.aligned(ds, "item")
+    dist = {}
+    for rows in ("batch", "all"):
+        cfg = {"model": {"name": "bprmf", "dim": 8},
+               "training": {"epochs": 5, "batch_size": 16, "lr": 0.05, "progress": False, "seed": 3},
+               "evaluation": {"slices": {"cold_items": {"share": 0.5, "keep": 0, "seed": 1}}},
+               "output": {"dir": str(tmp_path / rows)},
+               "transfer": {"side": "item", "item_rows": rows, "vectors": {"path": str(items)},
+                            "reducer": {"method": "pca"}, "alpha": 0.9, "compare_base": False,
+                            "schedule": [{"step": "transfer", "fraction": 1.0}]}}
+        res = llmkt.train(cfg, data=ds)
+        cold = ds.item_map.to_internal(np.asarray(res.split.params["cold_items"]["item_ids"]))
+        cold = cold[has_vec[cold]]
+        assert len(cold) >= 3 and not set(cold.tolist()) & set(res.split.train["iid"].tolist())
+        target = Reducer.load(res.run_dir / "reducer.npz").transform(raw[cold])
+        table = res.model.item_emb.weight.detach().numpy()[cold]
+        dist[rows] = float(np.sqrt(((table - target) ** 2).sum(1)).mean())
+        assert res.transfer["item_rows"] == rows
+    assert dist["all"] < 0.5 * dist["batch"], dist
+
+
+def test_item_rows_is_refused_on_the_user_side(tmp_path, data):
+    ds, _, users = data
+    cfg = {"model": {"name": "bprmf", "dim": 8}, "training": {"epochs": 2, "progress": False},
+           "output": {"dir": str(tmp_path / "runs")},
+           "transfer": {"item_rows": "all", "vectors": {"path": str(users)}, "compare_base": False}}
+    with pytest.raises(ConfigError, match="transfer.item_rows: 'all' applies to the item side"):
+        llmkt.train(cfg, data=ds)
 
 
 def test_item_vectors_on_the_user_side_are_refused(tmp_path, data):

@@ -322,6 +322,11 @@ class FinetuneStep(_Step):
 ScheduleStep = Annotated[Union[TransferStep, FinetuneStep], Field(discriminator="step")]
 
 
+ITEM_ROWS_HELP = ("item side: which rows of the item table take part in each step's transfer loss. batch: the "
+                  "batch's items; all: every item with a vector, so items without training interactions (cold "
+                  "items) are aligned too (docs/transfer.md)")
+
+
 class ItemTransferConfig(Strict):
     """The item side of a run that transfers on both sides (``transfer.item``): its own vectors, table, loss and
     alpha; the schedule is the run's."""
@@ -336,6 +341,7 @@ class ItemTransferConfig(Strict):
                                                            "a batch (a seeded sample); null: all")
     alpha: float = Field(0.5, ge=0, le=1)
     dynamic_beta: bool = False
+    item_rows: Literal["batch", "all"] = Field("batch", description=ITEM_ROWS_HELP)
 
 
 class TransferConfig(Strict):
@@ -345,6 +351,7 @@ class TransferConfig(Strict):
     side: Literal["user", "item"] = Field("user", description="user: a layer's output per batch user reconstructs "
                                           "user vectors; item: an item table's rows (item_emb, ...) for the batch's "
                                           "items reconstruct item vectors (keyed by external item id)")
+    item_rows: Literal["batch", "all"] = Field("batch", description=ITEM_ROWS_HELP)
     point: Literal["output", "input"] = "output"
     pooling: Literal["mean", "recency", "attention", "last"] = "mean"
     gamma: float = Field(0.9, gt=0, le=1, description="recency pooling: weight gamma**distance")
@@ -377,6 +384,9 @@ class TransferConfig(Strict):
     def _both_sides(self):
         if self.dynamic_beta and self.normalize_model_loss:
             raise ValueError("dynamic_beta and normalize_model_loss both rescale the two terms; choose one")
+        if self.item_rows != "batch" and self.side != "item":
+            raise ValueError(f"transfer.item_rows: {self.item_rows!r} applies to the item side; set transfer.side: "
+                             "item, or transfer.item.item_rows for the item side of a two-sided transfer")
         if self.item is not None and self.side != "user":
             raise ValueError("transfer.item adds the item side to a user-side transfer; with side: item leave "
                              "transfer.item out")

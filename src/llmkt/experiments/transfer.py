@@ -31,7 +31,7 @@ def transfer_spec(t: TransferConfig, model: Recommender | None = None) -> Transf
                        st.users if isinstance(st, TransferStep) else 1.0) for st in t.schedule)
     return TransferSpec(layer=t.layer, side=t.side, point=t.point, pooling=t.pooling, gamma=t.gamma, alignment=t.alignment,
                         loss=t.loss, alpha=t.alpha, dynamic_beta=t.dynamic_beta, temperature=t.temperature,
-                        batch_rows=t.batch_rows,
+                        batch_rows=t.batch_rows, item_rows=t.item_rows,
                         normalize_model_loss=normalized_model_loss(t, model),
                         reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load),
                         steps=steps)
@@ -42,7 +42,7 @@ def item_spec(t: TransferConfig) -> TransferSpec:
     i, r = t.item, t.item.reducer
     return TransferSpec(layer=i.layer, side="item", alignment=i.alignment, loss=i.loss, alpha=i.alpha,
                         dynamic_beta=i.dynamic_beta, temperature=i.temperature, batch_rows=i.batch_rows,
-                        reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load),
+                        item_rows=i.item_rows, reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load),
                         steps=transfer_spec(t).steps)
 
 

@@ -284,14 +284,18 @@ def batch_items(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 @dataclass
 class ItemKnowledgeTransfer(KnowledgeTransfer):
     """The transfer loss on the item side: the rows of an item table (``transfer.layer``, e.g. ``item_emb``) for the
-    items of each batch reconstruct the items' profile vectors. ``targets``/``mask`` are indexed by internal iid;
-    items without a vector contribute nothing. No hook: the table's rows are read directly, so L_kt's gradient
-    reaches only those rows (and the alignment)."""
+    items of each batch (``rows="batch"``) or for every item with a vector (``rows="all"``: items that no batch
+    holds, cold items, are aligned too) reconstruct the items' profile vectors. ``targets``/``mask`` are indexed by
+    internal iid; items without a vector contribute nothing. No hook: the table's rows are read directly, so L_kt's
+    gradient reaches only those rows (and the alignment)."""
 
     n_items: int = 0
+    rows: str = "batch"  # batch | all
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.rows not in ("batch", "all"):
+            raise ConfigError(f"transfer.item_rows: expected batch or all, got {self.rows!r}.")
         if item_table(self.layer, self.n_items) is None:
             raise ConfigError(f"transfer.side=item: layer {self.layer_name!r} ({type(self.layer).__name__}) is no "
                               f"item table; name an Embedding with {self.n_items + 1} rows or a Linear with "
@@ -304,9 +308,16 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         self._handle = None
         self._captured = None
 
-    def transfer_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    def step_items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The internal item ids whose rows enter this step's transfer loss."""
+        if self.rows == "all":
+            ids = torch.nonzero(self.mask[: self.n_items + 1]).reshape(-1)  # every item with a vector
+            return ids[ids > 0]
         ids = batch_items(batch)
-        ids = ids[ids <= self.n_items]  # ids past the catalogue (a model's own mask token) are no items
+        return ids[ids <= self.n_items]  # ids past the catalogue (a model's own mask token) are no items
+
+    def transfer_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        ids = self.step_items(batch)
         rows = item_table(self.layer, self.n_items)[ids]  # (I, d)
         z = self.modules["align"](rows)
         m = self.mask[ids]
@@ -317,7 +328,7 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         if not self._on:
             return loss
         l_kt, covered = self.transfer_loss(batch)
-        return self.combine(loss, l_kt, covered, int(len(batch_items(batch))))
+        return self.combine(loss, l_kt, covered, int(len(self.step_items(batch))))
 
 
 def item_tables(model: nn.Module, n_items: int) -> list[str]:

@@ -114,6 +114,7 @@ class TransferSpec:
     normalize_model_loss: bool = False
     temperature: float = 0.1  # infonce
     batch_rows: int | None = None  # infonce / relational: distinct rows per batch at most (a sample)
+    item_rows: str = "batch"  # item side: the batch's items, or all items with a vector (cold items included)
     reducer: ReducerSpec = field(default_factory=ReducerSpec)
     steps: tuple[Step, ...] = (Step("transfer", fraction=0.5), Step("finetune", fraction=0.5))
 
@@ -145,6 +146,10 @@ def plan_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors:
     ds = split.dataset
     if t.side not in ("user", "item"):
         raise ConfigError(f"transfer.side: expected user or item, got {t.side!r}.")
+    if t.item_rows not in ("batch", "all"):
+        raise ConfigError(f"transfer.item_rows: expected batch or all, got {t.item_rows!r}.")
+    if t.item_rows != "batch" and t.side != "item":
+        raise ConfigError(f"transfer.item_rows: {t.item_rows!r} applies to the item side (transfer.side: item).")
     item = t.side == "item"
     who, n_who, ids_of = ("item", ds.n_items, ds.item_map) if item else ("user", ds.n_users, ds.user_map)
     if vectors.meta.get("entity", who) != who:
@@ -253,7 +258,8 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
     active = lambda epoch: phase_at(phases, epoch).kind == "transfer"  # noqa: E731
     if t.side == "item":
         kt = ItemKnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings,
-                                   active=active, log_prefix=log_prefix, n_items=ds.n_items)
+                                   active=active, log_prefix=log_prefix, n_items=ds.n_items,
+                                   rows=t.item_rows)
     else:
         kt = KnowledgeTransfer(model, torch.from_numpy(targets), torch.from_numpy(mask), settings, active=active,
                                sequence_mask=model.sequence_mask, log_prefix=log_prefix)
@@ -263,5 +269,6 @@ def build_transfer(spec: TransferSpec, model: Recommender, split: Split, vectors
             "reducer": reducer.method, "reducer_fitted_on": reducer.fitted_on, "coverage": coverage,
             f"transfer_{t.side}s": int(mask.sum()),
             "phases": [p.__dict__ for p in phases], "vectors_meta": vectors.meta,
-            "dynamic_beta": t.dynamic_beta, "normalize_model_loss": t.normalize_model_loss}
+            "dynamic_beta": t.dynamic_beta, "normalize_model_loss": t.normalize_model_loss,
+            **({"item_rows": t.item_rows} if t.side == "item" else {})}
     return TransferSetup([kt, PhaseFreezer(model, phases)], kt, phases, reducer, coverage, info)
