@@ -20,12 +20,17 @@ from llmkt.data.vectors import ProfileVectors
 
 
 def item_texts(ds: Dataset) -> tuple[np.ndarray, list[str]]:
-    """External item ids and one text per item: ``"Title (Year). Genres: A, B."``."""
+    """External item ids and one text per item: ``"Title (Year). Genres: A, B."``. Items without a title (empty or
+    missing: amazon-beauty has 7) are left out, so they get no vector rather than the embedding of an empty text."""
     if ds.items is None or "title" not in ds.items.columns:
         raise DataError(f"dataset {ds.name!r} has no item titles; give item knowledge vectors (path) instead.")
-    out = []
+    keep, out = [], []
     for row in ds.items.to_dict("records"):
-        text = str(row["title"])
+        title = row["title"]
+        keep.append(isinstance(title, str) and bool(title.strip()))
+        if not keep[-1]:
+            continue
+        text = title
         year = row.get("year")
         if year is not None and str(year) not in ("<NA>", "nan", "None"):
             text += f" ({year})"
@@ -33,7 +38,9 @@ def item_texts(ds: Dataset) -> tuple[np.ndarray, list[str]]:
         if isinstance(genres, str) and genres:
             text += ". Genres: " + genres.replace("|", ", ")
         out.append(text + ".")
-    return ds.items[C.ITEM].to_numpy(), out
+    if not out:
+        raise DataError(f"dataset {ds.name!r}: every item title is empty; give item knowledge vectors (path) instead.")
+    return ds.items[C.ITEM].to_numpy()[np.asarray(keep)], out
 
 
 def item_text_vectors(ds: Dataset, encoder: str = "all-minilm-l6-v2", batch_size: int = 64) -> ProfileVectors:
