@@ -167,10 +167,11 @@ def test_both_sides_at_once_wrap_one_loss_each_with_its_own_logs_and_reducer(tmp
            "transfer": {"vectors": {"path": str(users)}, "reducer": {"method": "pca"}, "alpha": 0.3,
                         "compare_base": False,
                         "item": {"vectors": {"path": str(items)}, "reducer": {"method": "pca"}, "alpha": 0.2,
-                                 "loss": "infonce"}}}
+                                 "loss": "infonce", "item_rows": "all"}}}
     res = llmkt.train(cfg, data=ds)
     assert res.transfer["layer"] == "user_emb" and res.transfer["item"]["layer"] == "item_emb"
     assert res.transfer["item"]["side"] == "item" and res.transfer["item"]["coverage"] == pytest.approx(0.8)
+    assert res.transfer["item"]["item_rows"] == "all" and "item_rows" not in res.transfer  # the user side has none
     rows = pd.read_csv(res.run_dir / "metrics.csv")
     assert rows["kt/active"].tolist() == rows["kt_item/active"].tolist() == [1.0, 1.0, 0.0, 0.0]
     assert (rows["kt_item/L_kt"].iloc[:2] > 0).all() and (rows["kt/L_kt"].iloc[:2] > 0).all()

@@ -42,7 +42,8 @@ def item_spec(t: TransferConfig) -> TransferSpec:
     i, r = t.item, t.item.reducer
     return TransferSpec(layer=i.layer, side="item", alignment=i.alignment, loss=i.loss, alpha=i.alpha,
                         dynamic_beta=i.dynamic_beta, temperature=i.temperature, batch_rows=i.batch_rows,
-                        item_rows=i.item_rows, reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load),
+                        item_rows=i.item_rows,
+                        reducer=ReducerSpec(r.method, r.dim, r.n_neighbors, r.min_dist, r.metric, r.load),
                         steps=transfer_spec(t).steps)
 
 
