@@ -291,6 +291,7 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
 
     n_items: int = 0
     rows: str = "batch"  # batch | all
+    _all_ids: torch.Tensor | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -308,11 +309,15 @@ class ItemKnowledgeTransfer(KnowledgeTransfer):
         self._handle = None
         self._captured = None
 
+    def build(self, width: int, device: torch.device | str = "cpu") -> None:
+        super().build(width, device)
+        ids = torch.nonzero(self.mask[: self.n_items + 1]).reshape(-1)  # every item with a vector: fixed, so once
+        self._all_ids = ids[ids > 0]
+
     def step_items(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The internal item ids whose rows enter this step's transfer loss."""
         if self.rows == "all":
-            ids = torch.nonzero(self.mask[: self.n_items + 1]).reshape(-1)  # every item with a vector
-            return ids[ids > 0]
+            return self._all_ids
         ids = batch_items(batch)
         return ids[ids <= self.n_items]  # ids past the catalogue (a model's own mask token) are no items
 
