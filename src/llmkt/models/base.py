@@ -34,6 +34,7 @@ class Recommender(nn.Module, ABC):
       transfer (None for models without such outputs);
     * ``needs_graph``: the model propagates over the training interactions (LightGCN): the runner calls
       ``set_graph(uid, iid)`` with the training pairs before training or scoring.
+    * ``item_embeddings()``: the ``(n_items + 1, d)`` item table the model scores with, or None;
     * ``loss_sums_over_items``: ``loss(batch)`` sums over the catalogue (MultVAE's multinomial likelihood: hundreds),
       far from a transfer loss's scale; knowledge transfer then normalises it by default
       (``transfer.normalize_model_loss``, docs/transfer.md).
@@ -49,6 +50,11 @@ class Recommender(nn.Module, ABC):
     def set_graph(self, uid: torch.Tensor, iid: torch.Tensor) -> None:
         """The training pairs (internal ids) of a model with ``needs_graph``."""
         raise NotImplementedError(f"{type(self).__name__} does not read the interaction graph")
+
+    def item_embeddings(self) -> torch.Tensor | None:
+        """``(n_items + 1, d)`` the item vectors the model ranks with (row 0 = padding), for methods that read a
+        trained model's item space (A-LLMRec's stage 1); None when the model has no such table."""
+        return None
 
     def sequence_mask(self, batch: Batch) -> torch.Tensor | None:
         """``(B, L)`` bool mask of real (non-padding) positions of 3-D layer outputs; None when there are none."""
