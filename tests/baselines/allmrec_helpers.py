@@ -48,3 +48,37 @@ def tiny_llm(vocab_size: int, seed: int = 0, hidden: int = 32):
 
 def words(text: str) -> list[str]:
     return re.findall(r"\w+|[^\w\s]", text)
+
+
+def save_tiny_llm(folder, seed: int = 0) -> str:
+    """A tiny causal LM + tokenizer saved as a transformers model folder."""
+    tok = tiny_tokenizer()
+    tiny_llm(len(tok), seed).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def save_tiny_sentence_encoder(folder, seed: int = 0) -> str:
+    """A tiny BERT + mean pooling saved as a sentence-transformers folder."""
+    from pathlib import Path
+
+    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # sentence-transformers < 5.x
+        from sentence_transformers import models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = Path(folder)
+    bert = folder / "bert"
+    bert.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(WORDS), *map(str, range(10))]
+    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(str(bert / "vocab.txt")).save_pretrained(bert)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=128)).save_pretrained(bert)
+    st = SentenceTransformer(modules=[models.Transformer(str(bert), max_seq_length=64),
+                                      models.Pooling(16, "mean")], device="cpu")
+    st.save(str(folder / "st"))
+    return str(folder / "st")

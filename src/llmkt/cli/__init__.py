@@ -54,12 +54,14 @@ def main() -> None:
 
 
 def _register() -> None:
+    from llmkt.cli.allmrec import allmrec
     from llmkt.cli.baseline import baseline
     from llmkt.cli.profiles import profiles, weights
     from llmkt.cli.run import config_schema, datasets, evaluate, inspect_model, train
     from llmkt.cli.study import study
 
-    for command in (train, evaluate, datasets, inspect_model, config_schema, study, profiles, weights, baseline):
+    for command in (train, evaluate, datasets, inspect_model, config_schema, study, profiles, weights, baseline,
+                    allmrec):
         main.add_command(command)
 
 

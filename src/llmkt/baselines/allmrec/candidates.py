@@ -97,7 +97,7 @@ def sample_candidates(history: list[np.ndarray], targets: pd.DataFrame | tuple[n
     """
     if isinstance(targets, pd.DataFrame):
         first = targets.drop_duplicates("uid", keep="first")
-        uids, pos = first["uid"].to_numpy(np.int64), first["iid"].to_numpy(np.int64)
+        uids, pos = np.array(first["uid"], np.int64), np.array(first["iid"], np.int64)
     else:
         uids, pos = (np.asarray(t, np.int64) for t in targets)
     n_neg = n_candidates - 1

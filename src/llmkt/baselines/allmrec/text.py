@@ -27,14 +27,16 @@ class TunedText(nn.Module):
         self.st = st_model
         self.titles = titles
         self.max_length = max_length
-        self.dim = int(st_model.get_sentence_embedding_dimension())
+        # sentence-transformers >= 5.x renamed the method; older releases only have the first name
+        dim_of = getattr(st_model, "get_embedding_dimension", None) or st_model.get_sentence_embedding_dimension
+        self.dim = int(dim_of())
 
     def forward(self, iid: torch.Tensor) -> torch.Tensor:
         texts = [str(self.titles[int(i)]) for i in iid]
-        feats = self.st.tokenize(texts)
         dev = next(self.st.parameters()).device
-        feats = {k: v[:, : self.max_length].to(dev) for k, v in feats.items()}
-        return self.st(feats)["sentence_embedding"]  # (N, T)
+        enc = self.st.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                return_tensors="pt")
+        return self.st({k: v.to(dev) for k, v in enc.items()})["sentence_embedding"]  # (N, T)
 
     @torch.no_grad()
     def table(self, n_items: int, batch: int = 256) -> np.ndarray:
