@@ -15,7 +15,8 @@ from llmkt.config import Strict
 
 
 class UsersConfig(Strict):
-    train: int | None = Field(None, ge=1, description="training users sampled for stage 2 (None: all)")
+    train: int | None = Field(None, ge=1, description="training users sampled for stage 2 (None: all); stage 1 "
+                             "uses every training user (or the few-shot share)")
     train_fraction: float | None = Field(None, gt=0, le=1, description="few-shot: this share of the training "
                                          "users for both stages (applied before `train`)")
     eval: int | None = Field(500, ge=1, description="evaluated users sampled (None: all with a target)")

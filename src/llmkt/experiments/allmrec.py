@@ -131,14 +131,20 @@ def _titles_norm(titles: np.ndarray) -> np.ndarray:
     return np.asarray([normalise_title(t) for t in titles], dtype=object)
 
 
-def _train_users(cfg: AllmrecConfig, cf: CFSide) -> np.ndarray | None:
+def _train_users(cfg: AllmrecConfig, cf: CFSide) -> np.ndarray:
+    """Training users of both stages: all, or the few-shot share ``users.train_fraction`` (seeded)."""
     users = np.unique(cf.split.train[C.UID].to_numpy())
-    rng = np.random.default_rng([cfg.users.seed, 17])
     if cfg.users.train_fraction is not None:
+        rng = np.random.default_rng([cfg.users.seed, 17])
         users = np.sort(rng.choice(users, max(1, int(round(cfg.users.train_fraction * len(users)))), replace=False))
-    if cfg.users.train is not None and cfg.users.train < len(users):
-        users = np.sort(rng.choice(users, cfg.users.train, replace=False))
     return users
+
+
+def _stage2_rows(cfg: AllmrecConfig, n: int) -> np.ndarray:
+    """Rows of the stage-1 users that stage 2 trains on: ``users.train`` of them (seeded), or all."""
+    if cfg.users.train is None or cfg.users.train >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng([cfg.users.seed, 19]).choice(n, cfg.users.train, replace=False))
 
 
 def _log(folder: Path, rec: dict) -> None:
@@ -229,7 +235,8 @@ def train(config: AllmrecConfig | str | Path | dict, overrides: list[str] | None
         s2_hist = list(load_checkpoint(done, "allmrec stage 2")["history"])
     else:
         s = cfg.stage2
-        s2_hist = fit_stage2(slm, cf.model, latents, data, _source(cfg, cf), epochs=s.epochs,
+        s2_data = data.subset(_stage2_rows(cfg, len(data.uid)))
+        s2_hist = fit_stage2(slm, cf.model, latents, s2_data, _source(cfg, cf), epochs=s.epochs,
                              batch_size=s.batch_size, lr=s.lr, n_candidates=cfg.candidates.n, seed=cfg.seed,
                              folder=folder, save_every=s.save_every, progress=cfg.progress,
                              log=lambda r: _log(folder, {"stage": 2, **r}))

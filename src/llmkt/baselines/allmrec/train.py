@@ -43,6 +43,9 @@ class Stage1Data:
     seen: list[np.ndarray]
     n_items: int
 
+    def subset(self, rows: np.ndarray) -> "Stage1Data":
+        return Stage1Data(self.uid[rows], self.seq[rows], self.pos[rows], self.seen, self.n_items)
+
     def negatives(self, rng: np.random.Generator) -> np.ndarray:
         """One uniform unseen item per user (redrawn while it is in the user's training items)."""
         neg = rng.integers(1, self.n_items + 1, len(self.uid))
