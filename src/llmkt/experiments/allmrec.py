@@ -23,6 +23,7 @@ from llmkt.baselines.allmrec import (CandidateSets, FrozenText, ItemTextAlignmen
                                      generate_answers, hit_at_1, hit_at_1_of_scores, normalise_title,
                                      sample_candidates, stage1_data, state_hash)
 from llmkt.baselines.allmrec.prompt import MARKER, Slot
+from llmkt.baselines.allmrec.train import model_device
 from llmkt.config import dump_config
 from llmkt.config.allmrec import AllmrecConfig, load_allmrec_config
 from llmkt.data import columns as C
@@ -191,7 +192,7 @@ def _source(cfg: AllmrecConfig, cf: CFSide, use_cf: bool = True) -> PromptSource
 def _stage1(cfg: AllmrecConfig, cf: CFSide, device: str, folder: Path, data) -> ItemTextAlignment:
     text_fn, tuned, text_dim = _text_side(cfg, cf, device, folder)
     torch.manual_seed(cfg.seed)
-    align = ItemTextAlignment(_cf_dim(cf), text_dim, cfg.stage1.latent, text_encoder=tuned)
+    align = ItemTextAlignment(_cf_dim(cf), text_dim, cfg.stage1.latent, text_encoder=tuned).to(device)
     done = folder / "stage1.pt"
     if done.exists():
         align.load_state_dict(load_checkpoint(done, "allmrec stage 1")["align"])
@@ -276,6 +277,18 @@ def candidate_sets(cfg: AllmrecConfig, cf: CFSide, folder: Path) -> CandidateSet
     return c
 
 
+def _load_trained(cfg: AllmrecConfig, cf: CFSide, folder: Path, device: str):
+    """``(item latents, SoftPromptLM, tokenizer)`` of a trained job (the text side is not needed at inference)."""
+    align = ItemTextAlignment(_cf_dim(cf), 1, cfg.stage1.latent).to(device)
+    state = load_checkpoint(folder / "stage1.pt", "allmrec stage 1")["align"]
+    align.item.load_state_dict({k[len("item."):]: v for k, v in state.items() if k.startswith("item.")})
+    latents = align.item_latents(cf.model)
+    llm, tok = load_llm(cfg, device)
+    slm = SoftPromptLM(llm, tok, _cf_dim(cf), cfg.stage1.latent, chat=cfg.llm.chat).to(device)
+    slm.load_trainable_state(load_checkpoint(folder / "stage2.pt", "allmrec stage 2")["projections"])
+    return latents, slm, tok
+
+
 def _answers_file(folder: Path, label: str) -> tuple[Path, dict[int, str]]:
     path = folder / f"answers_{label}.jsonl"
     done: dict[int, str] = {}
@@ -302,8 +315,9 @@ def _score_run(model, seqs: np.ndarray, cands: CandidateSets, batch: int = 256) 
     with torch.no_grad():
         for s in range(0, len(cands), batch):
             rows = slice(s, s + batch)
-            sc = model.score({"seq": torch.as_tensor(seqs[cands.uid[rows]]),
-                              "uid": torch.as_tensor(cands.uid[rows])})
+            dev = model_device(model)
+            sc = model.score({"seq": torch.as_tensor(seqs[cands.uid[rows]], device=dev),
+                              "uid": torch.as_tensor(cands.uid[rows], device=dev)})
             out[rows] = np.take_along_axis(sc.cpu().numpy(), cands.items[rows], 1)
     return out, time.perf_counter() - t0
 
@@ -336,6 +350,7 @@ def evaluate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
     eff["cf_score_seconds_per_user"] = secs / max(1, len(cands))
     for other in cfg.evaluation.other_runs:
         ocfg, ods, osplit, omodel = load_run(other)
+        omodel.to(device)
         if ods.name != cf.dataset.name or len(osplit.test) != len(cf.split.test):
             raise ConfigError(f"allmrec.evaluation.other_runs: {other} is on {ods.name!r} with another split; the "
                               "candidate sets are only comparable on the same dataset and split.")
@@ -346,13 +361,7 @@ def evaluate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
         results["models"][label] = ro.as_dict()
         per[label] = ro.per_user
 
-    align = ItemTextAlignment(_cf_dim(cf), 1, cfg.stage1.latent)  # the text side is not needed at inference
-    state = load_checkpoint(folder / "stage1.pt", "allmrec stage 1")["align"]
-    align.item.load_state_dict({k[len("item."):]: v for k, v in state.items() if k.startswith("item.")})
-    latents = align.item_latents(cf.model).to(device)
-    llm, tok = load_llm(cfg, device)
-    slm = SoftPromptLM(llm, tok, _cf_dim(cf), cfg.stage1.latent, chat=cfg.llm.chat).to(device)
-    slm.load_trainable_state(load_checkpoint(folder / "stage2.pt", "allmrec stage 2")["projections"])
+    latents, slm, tok = _load_trained(cfg, cf, folder, device)
     cand_titles = [_source(cfg, cf).candidate_titles(row) for row in cands.items]
     pos_idx = [int(np.flatnonzero(row == p)[0]) for row, p in zip(cands.items, cands.positive)]
     variants = [("allmrec", True)] + ([("llm_only", False)] if cfg.evaluation.llm_only else [])
@@ -409,13 +418,7 @@ def generate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
     if not (folder / "stage2.pt").exists():
         raise DataError(f"allmrec generate: {folder} has no stage2.pt; run `llmkt allmrec train` first.")
     cf.model.to(device)
-    align = ItemTextAlignment(_cf_dim(cf), 1, cfg.stage1.latent)
-    state = load_checkpoint(folder / "stage1.pt", "allmrec stage 1")["align"]
-    align.item.load_state_dict({k[len("item."):]: v for k, v in state.items() if k.startswith("item.")})
-    latents = align.item_latents(cf.model).to(device)
-    llm, tok = load_llm(cfg, device)
-    slm = SoftPromptLM(llm, tok, _cf_dim(cf), cfg.stage1.latent, chat=cfg.llm.chat).to(device)
-    slm.load_trainable_state(load_checkpoint(folder / "stage2.pt", "allmrec stage 2")["projections"])
+    latents, slm, _ = _load_trained(cfg, cf, folder, device)
     stage = cfg.users.stage
     seqs = padded_sequences(cf.split.history(stage), cf.dataset.n_users, cf.model.max_len)
     users = np.unique(cf.split.targets(stage)[C.UID].to_numpy())
@@ -434,7 +437,7 @@ def generate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
                     f"generate user representation token: {MARKER}. {cfg.generate.question}")
             exs.append(PromptExample(text, [Slot("item", i) for i in hist] + [Slot("user", j)]))
         with torch.no_grad():
-            uv = cf.model.user_representation({"seq": torch.as_tensor(seqs[batch])})
+            uv = cf.model.user_representation({"seq": torch.as_tensor(seqs[batch], device=device)})
         out = slm.generate(exs, uv, latents, max_new_tokens=cfg.generate.max_new_tokens)
         for u, ex, a in zip(batch, exs, out):
             rows.append({"user_id": cf.dataset.user_map.to_external([u])[0], "history": " | ".join(

@@ -83,7 +83,7 @@ class ItemTextAlignment(nn.Module):
         with torch.no_grad():
             user = cf_model.user_representation({"seq": batch["seq"], "uid": batch.get("uid")})  # (B, D)
             e_pos, e_neg = table[batch["pos"]], table[batch["neg"]]  # (B, D) each
-        t_pos = text_fn(batch["pos"])  # (B, T)
+        t_pos = text_fn(batch["pos"]).to(e_pos.device)  # (B, T)
         z_pos, rec_pos = self.item(e_pos)
         z_neg, rec_neg = self.item(e_neg)
         zt_pos, trec_pos = self.text(t_pos)

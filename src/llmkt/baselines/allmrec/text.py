@@ -16,7 +16,7 @@ class FrozenText:
         self.dim = int(self.table.shape[1])
 
     def __call__(self, iid: torch.Tensor) -> torch.Tensor:
-        return self.table[iid]
+        return self.table[iid.cpu()]
 
 
 class TunedText(nn.Module):

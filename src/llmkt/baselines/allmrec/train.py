@@ -71,6 +71,7 @@ def fit_stage1(align: ItemTextAlignment, cf_model: Recommender, text_fn: TextFn,
                log: Callable[[dict], None] | None = None) -> list[dict]:
     """Train stage 1; ``folder/stage1_last.pt`` is the checkpoint (resumed from when present)."""
     seed_everything(seed)
+    device = model_device(cf_model)
     params = [p for p in align.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     start, history = 0, []
@@ -88,8 +89,8 @@ def fit_stage1(align: ItemTextAlignment, cf_model: Recommender, text_fn: TextFn,
         bar = _bar(len(order), f"stage 1 epoch {epoch + 1}/{epochs}", progress)
         for s in range(0, len(order), batch_size):
             rows = order[s:s + batch_size]
-            batch = {"uid": torch.as_tensor(data.uid[rows]), "seq": torch.as_tensor(data.seq[rows]),
-                     "pos": torch.as_tensor(data.pos[rows]), "neg": torch.as_tensor(neg[rows])}
+            batch = {k: torch.as_tensor(v, device=device) for k, v in
+                     (("uid", data.uid[rows]), ("seq", data.seq[rows]), ("pos", data.pos[rows]), ("neg", neg[rows]))}
             terms = stage1_step(align, cf_model, text_fn, batch, opt, alpha, beta)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v * len(rows)
@@ -130,9 +131,14 @@ class PromptSource:
         return [display_title(self.titles[i], self.max_title_words) for i in cands]
 
 
+def model_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (CPU for a module without parameters)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
 def _user_vecs(cf_model: Recommender, seq: np.ndarray) -> torch.Tensor:
     with torch.no_grad():
-        return cf_model.user_representation({"seq": torch.as_tensor(seq)})  # (B, D)
+        return cf_model.user_representation({"seq": torch.as_tensor(seq, device=model_device(cf_model))})  # (B, D)
 
 
 # -- stage 2 ---------------------------------------------------------------------------------------------------------
