@@ -44,6 +44,10 @@ def test_candidates_exclude_history_and_positive_and_are_reproducible():
     # a user's set does not depend on which other users are drawn
     alone = sample_candidates(hist, (uid[3:4], pos[3:4]), N_ITEMS, n_candidates=20, seed=3)
     np.testing.assert_array_equal(alone.items[0], a.items[3])
+    # training draws (stream 1 + epoch) never repeat the stored evaluation sets (stream 0) of the same seed
+    train = sample_candidates(hist, (uid, pos), N_ITEMS, n_candidates=20, seed=3, stream=1)
+    overlap = [len(set(x.tolist()) & set(y.tolist())) - 1 for x, y in zip(a.items, train.items)]
+    assert max(overlap) < 19
     # the positive's column varies (the sets are shuffled)
     assert len({int(np.flatnonzero(r == p)[0]) for r, p in zip(a.items, pos)}) > 1
 
@@ -179,9 +183,21 @@ def test_soft_tokens_sit_where_the_template_puts_them():
                      Slot("item", 4)]
     assert text.index('"red soap" ' + MARKER) < text.index("representation token: " + MARKER)
     latents = torch.randn(N_ITEMS + 1, 8)
-    user = torch.randn(1, 16)
-    a = slm.assemble([PromptExample(text, slots, "red mask")], user, latents)
+    user = torch.randn(2, 16)
+    short_text, short_slots = render(tmpl, ["red soap"], [1], ["green oil"], [25], 1, use_cf=True)
+    a = slm.assemble([PromptExample(text, slots, "red mask"), PromptExample(short_text, short_slots, "green oil")],
+                     user, latents)
     pos = a.slot_positions[0]
+    # the shorter prompt is left-padded: its soft tokens are shifted by the padding, its user slot reads row 1
+    pad = int((a.attention_mask[1] == 0).sum())
+    assert pad > 0 and int(a.attention_mask[0].sum()) == a.attention_mask.shape[1]
+    alone = slm.assemble([PromptExample(short_text, short_slots, "green oil")], user, latents)
+    assert a.slot_positions[1] == [p + pad for p in alone.slot_positions[0]]
+    torch.testing.assert_close(a.inputs_embeds[1, pad:], alone.inputs_embeds[0])
+    assert torch.equal(a.labels[1, pad:], alone.labels[0]) and bool((a.labels[1, :pad] == -100).all())
+    assert a.position_ids[1, pad].item() == 0 and a.position_ids[1, -1].item() == a.attention_mask[1].sum() - 1
+    with torch.no_grad():
+        torch.testing.assert_close(a.inputs_embeds[1, a.slot_positions[1][1]], slm.user_proj(user)[1])
     with torch.no_grad():
         want = [slm.item_proj(latents[s.index][None])[0] if s.kind == "item" else slm.user_proj(user)[0]
                 for s in slots]
@@ -239,5 +255,45 @@ def test_generation_does_not_depend_on_the_batch_it_is_in():
     users = torch.randn(2, 16)
     alone = slm.generate([short], users[:1], latents, max_new_tokens=6)
     both = slm.generate([short, long], users, latents, max_new_tokens=6)
-    assert alone[0] == both[0]
-    assert isinstance(both[1], str)
+    assert alone[0] == both[0] and alone[0] != ""
+    assert len(alone[0].split()) <= 6 and isinstance(both[1], str)
+
+
+def test_stage2_resumes_mid_epoch_to_the_same_projections(tmp_path, monkeypatch):
+    cf = _sasrec()
+    data = stage1_data(_train_frame(), 12, N_ITEMS, max_len=8)
+    source = PromptSource(TITLES, default_template("product"), n_history=4)
+    latents = torch.randn(N_ITEMS + 1, 8)
+
+    def run(folder, crash_after=None):
+        slm = _slm(seed=2)
+        if crash_after is not None:
+            calls = {"n": 0}
+            real = slm.loss
+
+            def loss(*a, **k):
+                calls["n"] += 1
+                if calls["n"] > crash_after:
+                    raise KeyboardInterrupt
+                return real(*a, **k)
+
+            monkeypatch.setattr(slm, "loss", loss)
+        hist = fit_stage2(slm, cf, latents, data, source, epochs=1, batch_size=3, n_candidates=5, lr=1e-2,
+                          progress=False, folder=folder, save_every=1)
+        return slm, hist
+
+    straight, h1 = run(None)
+    (tmp_path / "r").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "r", crash_after=2)  # 2 of 4 steps done, then killed
+    assert torch.load(tmp_path / "r" / "stage2_last.pt", weights_only=True)["step"] == 2
+    resumed, h2 = run(tmp_path / "r")
+    for k, v in straight.trainable_state().items():
+        torch.testing.assert_close(resumed.trainable_state()[k], v, rtol=0, atol=0)
+    assert h2[0]["examples"] == 12 and h2[0]["loss"] == pytest.approx(h1[0]["loss"], rel=1e-6)
+    (tmp_path / "r" / "stage2_last.pt").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "r", crash_after=1)
+    with pytest.raises(Exception, match="resume with the same settings"):
+        fit_stage2(_slm(seed=2), cf, latents, data, source, epochs=1, batch_size=4, n_candidates=5,
+                   progress=False, folder=tmp_path / "r", save_every=1)

@@ -80,11 +80,21 @@ def test_train_evaluate_generate_and_resume(setup, tmp_path):
     cands = pd.read_csv(out / "candidates.csv")
     assert len(cands) == 10 and all(len(c.split()) == 5 for c in cands["candidates"])
     # a second evaluation reads the stored candidates and answers: identical results, nothing regenerated
-    answers = (out / "answers_allmrec.jsonl").read_text()
+    files = sorted(out.glob("answers_allmrec_*.jsonl"))
+    assert len(files) == 1 and len(files[0].read_text().splitlines()) == 10
+    answers = files[0].read_text()
     again = allmrec.evaluate(_cfg(setup, out))
     assert again["models"] == res["models"]
-    assert (out / "answers_allmrec.jsonl").read_text() == answers
+    assert sorted(out.glob("answers_allmrec_*.jsonl")) == files and files[0].read_text() == answers
+    # another prompt is another answers file (answers of one prompt are never reused for another)
+    allmrec.evaluate(_cfg(setup, out, prompt={"n_history": 2, "max_new_tokens": 4}))
+    assert len(list(out.glob("answers_allmrec_*.jsonl"))) == 2
     assert pd.read_csv(out / "candidates.csv").equals(cands)
+    # other settings for the same folder are refused instead of mixing candidate sets
+    with pytest.raises(ConfigError, match="drawn with other settings.*seed: stored 1, config 2"):
+        allmrec.evaluate(_cfg(setup, out, candidates={"n": 5, "seed": 2}))
+    with pytest.raises(ConfigError, match="stage: stored 'test', config 'valid'"):
+        allmrec.evaluate(_cfg(setup, out, users={"eval": 10, "stage": "valid"}))
     # a second train returns the stored stages without training again
     r2 = allmrec.train(_cfg(setup, out))
     assert r2.stage1 == r.stage1 and r2.stage2 == r.stage2
@@ -104,8 +114,8 @@ def test_bad_inputs_fail_before_training(setup, tmp_path):
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="could not load"):
-        allmrec.load_llm(allmrec.load_allmrec_config(_cfg(setup, tmp_path / "b", llm={"model": str(broken)})),
-                         "cpu")
+        allmrec.train(_cfg(setup, tmp_path / "b", llm={"model": str(broken)}))
+    assert not (tmp_path / "b").exists()  # refused before stage 1
     with pytest.raises(ConfigError, match="does not exist"):
         allmrec.train(_cfg(setup, tmp_path / "c", llm={"model": str(tmp_path / "missing")}))
     no_titles = _run(tmp_path, _data(tmp_path / "plain", titles=False),

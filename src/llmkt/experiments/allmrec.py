@@ -20,7 +20,7 @@ import torch
 
 from llmkt.baselines.allmrec import (CandidateSets, FrozenText, ItemTextAlignment, PromptExample, PromptSource,
                                      SoftPromptLM, TunedText, default_template, fit_stage1, fit_stage2,
-                                     generate_answers, hit_at_1, hit_at_1_of_scores, normalise_title,
+                                     generate_answers, hit_at_1, hit_at_1_of_scores,
                                      sample_candidates, stage1_data, state_hash)
 from llmkt.baselines.allmrec.prompt import MARKER, Slot
 from llmkt.baselines.allmrec.train import model_device
@@ -98,38 +98,59 @@ def check_llm_source(spec: str) -> None:
         raise ConfigError(f"allmrec.llm.model: {p} is a file but not a .gguf; pass its model folder instead.")
 
 
-def load_llm(cfg: AllmrecConfig, device: str):
-    """``(model, tokenizer)`` of ``cfg.llm.model`` via transformers (GGUF files are dequantised by transformers)."""
+def _llm_source(spec: str) -> tuple[str, dict[str, Any]]:
     from llmkt.profiles.weights import REGISTRY, fetch_weights
 
-    check_llm_source(cfg.llm.model)
-    try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:
-        raise ConfigError("A-LLMRec's stage 2 needs transformers (and gguf for .gguf files): "
-                          "pip install 'llmkt[hf]'.") from e
-    src = str(fetch_weights(cfg.llm.model)) if cfg.llm.model in REGISTRY else cfg.llm.model
+    src = str(fetch_weights(spec)) if spec in REGISTRY else spec
     kw: dict[str, Any] = {}
     p = Path(src).expanduser()
     if p.is_file() and p.suffix == ".gguf":
         src, kw["gguf_file"] = str(p.parent), p.name
     elif p.is_dir() and not (p / "config.json").exists() and list(p.glob("*.gguf")):
         kw["gguf_file"] = sorted(p.glob("*.gguf"))[0].name
+    return src, kw
+
+
+def _load_error(spec: str, e: Exception) -> ConfigError:
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return ConfigError(f"allmrec.llm.model: transformers could not load {spec!r} ({type(e).__name__}: {first}); "
+                       "expected a causal-LM folder with config.json, a .gguf file (needs `gguf`), a hub name "
+                       "available offline, or a weights name (llmkt weights list).")
+
+
+def probe_llm(spec: str) -> None:
+    """Before any training: the LLM's config and tokenizer load (cheap), so a broken model fails first."""
+    check_llm_source(spec)
+    try:
+        from transformers import AutoConfig, AutoTokenizer
+    except ImportError as e:
+        raise ConfigError("A-LLMRec's stage 2 needs transformers (and gguf for .gguf files): "
+                          "pip install 'llmkt[hf]'.") from e
+    src, kw = _llm_source(spec)
+    try:
+        AutoConfig.from_pretrained(src, **kw)
+        AutoTokenizer.from_pretrained(src, **kw)
+    except Exception as e:  # noqa: BLE001 - any loader failure is the same user error
+        raise _load_error(spec, e) from None
+
+
+def load_llm(cfg: AllmrecConfig, device: str):
+    """``(model, tokenizer)`` of ``cfg.llm.model`` via transformers (GGUF files are dequantised by transformers)."""
+    check_llm_source(cfg.llm.model)
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as e:
+        raise ConfigError("A-LLMRec's stage 2 needs transformers (and gguf for .gguf files): "
+                          "pip install 'llmkt[hf]'.") from e
+    src, kw = _llm_source(cfg.llm.model)
     dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "float32": torch.float32,
              "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.llm.dtype]
     try:
         tok = AutoTokenizer.from_pretrained(src, **kw)
         llm = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, **kw).to(device)
     except Exception as e:  # noqa: BLE001 - any loader failure is the same user error
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise ConfigError(f"allmrec.llm.model: transformers could not load {cfg.llm.model!r} ({type(e).__name__}: "
-                          f"{first}); expected a causal-LM folder with config.json, a .gguf file (needs `gguf`), a "
-                          "hub name available offline, or a weights name (llmkt weights list).") from None
+        raise _load_error(cfg.llm.model, e) from None
     return llm, tok
-
-
-def _titles_norm(titles: np.ndarray) -> np.ndarray:
-    return np.asarray([normalise_title(t) for t in titles], dtype=object)
 
 
 def _train_users(cfg: AllmrecConfig, cf: CFSide) -> np.ndarray:
@@ -175,10 +196,10 @@ def _cf_dim(cf: CFSide) -> int:
     return int(cf.model.item_embeddings().shape[1])
 
 
-def _prepare(cfg: AllmrecConfig) -> tuple[Path, str]:
+def _prepare(cfg: AllmrecConfig, command: str) -> tuple[Path, str]:
     folder = cfg.job_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(dump_config(cfg))
+    (folder / ("config.yaml" if command == "train" else f"config.{command}.yaml")).write_text(dump_config(cfg))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return folder, _device(cfg)
@@ -217,8 +238,8 @@ def train(config: AllmrecConfig | str | Path | dict, overrides: list[str] | None
     """Stage 1 then stage 2; resumes from the job folder's checkpoints."""
     cfg = load_allmrec_config(config, overrides)
     cf = load_cf(cfg.cf_run)
-    check_llm_source(cfg.llm.model)
-    folder, device = _prepare(cfg)
+    probe_llm(cfg.llm.model)
+    folder, device = _prepare(cfg, "train")
     cf.model.to(device)
     cf_hash = state_hash(cf.model)
     users = _train_users(cfg, cf)
@@ -254,26 +275,58 @@ def train(config: AllmrecConfig | str | Path | dict, overrides: list[str] | None
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------------
+def _check_candidates(c: CandidateSets, cf: CFSide, stage: str, path: Path) -> None:
+    """Stored sets must fit the dataset and stage: each positive is the user's target, no negative is one of the
+    user's interactions."""
+    targets = cf.split.targets(stage).drop_duplicates(C.UID, keep="first").set_index(C.UID)[C.IID]
+    everything = seen_items(cf.dataset.interactions, cf.dataset.n_users)
+    for r, (u, p) in enumerate(zip(c.uid, c.positive)):
+        if targets.get(int(u)) != int(p):
+            raise DataError(f"allmrec.candidates: {path} line {r + 2}: the positive is not user "
+                            f"{cf.dataset.user_map.to_external([u])[0]}'s {stage} target; the file was drawn for "
+                            "another stage or split.")
+        negs = c.items[r][c.items[r] != p]
+        if np.isin(negs, everything[u]).any():
+            raise DataError(f"allmrec.candidates: {path} line {r + 2}: a negative is an item the user interacted "
+                            "with.")
+
+
 def candidate_sets(cfg: AllmrecConfig, cf: CFSide, folder: Path) -> CandidateSets:
-    """The stored candidate sets of the job (drawn once, seeded, then read back by every later call)."""
+    """The stored candidate sets of the job: drawn once (seeded), then read back by every later call whose
+    settings match (``candidates.json``); a change of stage, seed, size or sample is refused, not silently mixed."""
     path = Path(cfg.candidates.file) if cfg.candidates.file else folder / "candidates.csv"
+    meta_path = path.with_suffix(".json")
+    stage = cfg.users.stage
+    meta = {"dataset": cf.dataset.name, "stage": stage, "n": cfg.candidates.n, "seed": cfg.candidates.seed,
+            "users_eval": cfg.users.eval, "users_seed": cfg.users.seed,
+            "max_title_words": cfg.prompt.max_title_words}
     if path.exists():
         c = CandidateSets.load(path, cf.dataset.user_map, cf.dataset.item_map)
+        if not cfg.candidates.file:
+            stored = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+            diff = {k: (stored.get(k), v) for k, v in meta.items() if stored.get(k) != v}
+            if diff:
+                raise ConfigError(f"allmrec.candidates: {path} was drawn with other settings "
+                                  f"({', '.join(f'{k}: stored {a!r}, config {b!r}' for k, (a, b) in diff.items())}); "
+                                  "use another `dir` (or `name`) for the new settings, or delete the file to draw "
+                                  "again.")
         if c.n_candidates != cfg.candidates.n:
             raise ConfigError(f"allmrec.candidates: {path} holds {c.n_candidates} candidates per user but "
-                              f"candidates.n is {cfg.candidates.n}; delete the file or set n to match.")
+                              f"candidates.n is {cfg.candidates.n}; set n to match.")
+        _check_candidates(c, cf, stage, path)
         return c
     if cfg.candidates.file:
         raise DataError(f"allmrec.candidates.file: {path} does not exist.")
-    stage = cfg.users.stage
-    hist = seen_items(cf.split.history(stage), cf.dataset.n_users)
+    # negatives avoid every interaction of the user (history and later targets alike)
+    banned = seen_items(cf.dataset.interactions, cf.dataset.n_users)
     targets = cf.split.targets(stage).drop_duplicates(C.UID, keep="first")
     if cfg.users.eval is not None and cfg.users.eval < len(targets):
         rng = np.random.default_rng([cfg.users.seed, 29])
         targets = targets.iloc[np.sort(rng.choice(len(targets), cfg.users.eval, replace=False))]
-    c = sample_candidates(hist, targets[[C.UID, C.IID]], cf.dataset.n_items, n_candidates=cfg.candidates.n,
-                          seed=cfg.candidates.seed, titles=_titles_norm(cf.titles))
+    c = sample_candidates(banned, targets[[C.UID, C.IID]], cf.dataset.n_items, n_candidates=cfg.candidates.n,
+                          seed=cfg.candidates.seed, stream=0, titles=_source(cfg, cf).normalised_titles())
     c.save(path, cf.dataset.user_map, cf.dataset.item_map)
+    meta_path.write_text(json.dumps(meta, indent=1))
     return c
 
 
@@ -289,8 +342,21 @@ def _load_trained(cfg: AllmrecConfig, cf: CFSide, folder: Path, device: str):
     return latents, slm, tok
 
 
-def _answers_file(folder: Path, label: str) -> tuple[Path, dict[int, str]]:
-    path = folder / f"answers_{label}.jsonl"
+def _answers_key(cfg: AllmrecConfig, folder: Path, label: str) -> str:
+    """What an answer depends on: the trained projections, the LLM, the prompt, the candidate file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in ("stage1.pt", "stage2.pt", "candidates.csv"):
+        p = folder / f
+        h.update(p.read_bytes() if p.exists() else b"-")
+    h.update(json.dumps([label, cfg.llm.model_dump(), cfg.prompt.model_dump(), cfg.candidates.file]).encode())
+    return h.hexdigest()[:12]
+
+
+def _answers_file(folder: Path, label: str, key: str) -> tuple[Path, dict[int, str]]:
+    """``answers_<label>_<key>.jsonl``: answers of one trained state, prompt and candidate file (resumable)."""
+    path = folder / f"answers_{label}_{key}.jsonl"
     done: dict[int, str] = {}
     if path.exists():
         for ln in path.read_text().splitlines():
@@ -329,7 +395,7 @@ def evaluate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
 
     cfg = load_allmrec_config(config, overrides)
     cf = load_cf(cfg.cf_run)
-    folder, device = _prepare(cfg)
+    folder, device = _prepare(cfg, "evaluate")
     if not (folder / "stage2.pt").exists():
         raise DataError(f"allmrec evaluate: {folder} has no stage2.pt; run `llmkt allmrec train` with this config "
                         "first.")
@@ -351,7 +417,11 @@ def evaluate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
     for other in cfg.evaluation.other_runs:
         ocfg, ods, osplit, omodel = load_run(other)
         omodel.to(device)
-        if ods.name != cf.dataset.name or len(osplit.test) != len(cf.split.test):
+        same = (ods.name == cf.dataset.name and len(osplit.test) == len(cf.split.test)
+                and np.array_equal(ods.item_map.external_ids, cf.dataset.item_map.external_ids)
+                and np.array_equal(ods.user_map.external_ids, cf.dataset.user_map.external_ids)
+                and np.array_equal(osplit.test[C.IID].to_numpy(), cf.split.test[C.IID].to_numpy()))
+        if not same:
             raise ConfigError(f"allmrec.evaluation.other_runs: {other} is on {ods.name!r} with another split; the "
                               "candidate sets are only comparable on the same dataset and split.")
         oseq = padded_sequences(osplit.history(stage), ods.n_users, omodel.max_len or cf.model.max_len)
@@ -367,7 +437,7 @@ def evaluate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
     variants = [("allmrec", True)] + ([("llm_only", False)] if cfg.evaluation.llm_only else [])
     end = (tok.eos_token,) if tok.eos_token else ()
     for label, use_cf in variants:
-        path, done = _answers_file(folder, label)
+        path, done = _answers_file(folder, label, _answers_key(cfg, folder, label))
         n_before = len(done)
         answers, secs = generate_answers(slm, cf.model, latents, seqs, cands, _source(cfg, cf, use_cf),
                                          batch_size=cfg.evaluation.batch_size,
@@ -414,7 +484,7 @@ def generate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
     history items with their embeddings). Writes ``generations.csv``."""
     cfg = load_allmrec_config(config, overrides)
     cf = load_cf(cfg.cf_run)
-    folder, device = _prepare(cfg)
+    folder, device = _prepare(cfg, "generate")
     if not (folder / "stage2.pt").exists():
         raise DataError(f"allmrec generate: {folder} has no stage2.pt; run `llmkt allmrec train` first.")
     cf.model.to(device)

@@ -6,11 +6,11 @@ An item encoder/decoder (CF space <-> latent) and a text encoder/decoder (text s
 
 on the last item of each user's training sequence (the positive) and one sampled unseen negative:
 
-* ``L_matching``: MSE between the item latent and the text latent of the same item;
+* ``L_matching``: MSE between the item latent and the text latent of the same item (positive and negative);
 * ``L_item_recon`` / ``L_text_recon``: MSE between an embedding and its decoded latent (keeps the latents from
-  collapsing);
-* ``L_rec``: BCE of the frozen CF user representation dotted with the decoded item embeddings of positive and
-  negative (the latent stays useful for recommendation).
+  collapsing; the text target is detached, so a fine-tuned encoder cannot shrink its own target);
+* ``L_rec``: BCE of the mean over the CF width of the frozen user representation times the decoded item embeddings
+  of positive and negative (the latent stays useful for recommendation).
 
 Defaults alpha = 0.5, beta = 0.2 are the values of the authors' public code (its beta is hard-coded there); the CF
 model never trains (its parameters are frozen and :meth:`ItemTextAlignment.state_hash` lets a test prove it).
@@ -78,24 +78,28 @@ class ItemTextAlignment(nn.Module):
     def losses(self, cf_model: Recommender, text_fn: TextFn, batch: Batch, alpha: float = 0.5,
                beta: float = 0.2) -> dict[str, torch.Tensor]:
         """The four terms and ``total`` for ``batch`` = ``seq (B, L)`` history before the positive, ``pos (B,)``,
-        ``neg (B,)``."""
+        ``neg (B,)``. As in the authors' code: matching and both reconstructions are summed over positive and
+        negative, the text reconstruction's target is detached, the logits are means over the CF width."""
         table = cf_model.item_embeddings()
         with torch.no_grad():
             user = cf_model.user_representation({"seq": batch["seq"], "uid": batch.get("uid")})  # (B, D)
-            e_pos, e_neg = table[batch["pos"]], table[batch["neg"]]  # (B, D) each
-        t_pos = text_fn(batch["pos"]).to(e_pos.device)  # (B, T)
-        z_pos, rec_pos = self.item(e_pos)
-        z_neg, rec_neg = self.item(e_neg)
-        zt_pos, trec_pos = self.text(t_pos)
-        match = F.mse_loss(z_pos, zt_pos)
-        item_recon = F.mse_loss(rec_pos, e_pos)
-        text_recon = F.mse_loss(trec_pos, t_pos)
-        pos_logit = (user * rec_pos).sum(-1)  # (B,)
-        neg_logit = (user * rec_neg).sum(-1)
-        rec = (F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit))
-               + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit)))
-        total = match + alpha * item_recon + beta * text_recon + rec
-        return {"total": total, "matching": match, "item_recon": item_recon, "text_recon": text_recon, "rec": rec}
+        match = item_recon = text_recon = 0.0
+        logits = []
+        for key in ("pos", "neg"):
+            with torch.no_grad():
+                e = table[batch[key]]  # (B, D)
+            t = text_fn(batch[key]).to(e.device)  # (B, T)
+            z, rec = self.item(e)  # (B, latent), (B, D)
+            zt, trec = self.text(t)
+            match = match + F.mse_loss(z, zt)
+            item_recon = item_recon + F.mse_loss(rec, e)
+            text_recon = text_recon + F.mse_loss(trec, t.detach())
+            logits.append((user * rec).mean(-1))  # (B,)
+        rec_loss = (F.binary_cross_entropy_with_logits(logits[0], torch.ones_like(logits[0]))
+                    + F.binary_cross_entropy_with_logits(logits[1], torch.zeros_like(logits[1])))
+        total = match + alpha * item_recon + beta * text_recon + rec_loss
+        return {"total": total, "matching": match, "item_recon": item_recon, "text_recon": text_recon,
+                "rec": rec_loss}
 
     @torch.no_grad()
     def item_latents(self, cf_model: Recommender) -> torch.Tensor:

@@ -86,14 +86,16 @@ class CandidateSets:
 
 
 def sample_candidates(history: list[np.ndarray], targets: pd.DataFrame | tuple[np.ndarray, np.ndarray], n_items: int,
-                      *, n_candidates: int = 20, seed: int = 0, titles: np.ndarray | None = None,
+                      *, n_candidates: int = 20, seed: int = 0, stream: int = 0, titles: np.ndarray | None = None,
                       max_tries: int = 1000) -> CandidateSets:
     """Candidates of each target user.
 
     ``history[uid]``: internal ids the user has seen (everything before the target, excluded as negatives);
     ``targets``: ``(uid, iid)`` arrays or a frame with ``uid, iid`` columns (the first row per user is used);
-    ``titles[iid]``: normalised titles (``""`` = none) to keep candidate titles distinct. Each user's draw uses
-    ``default_rng([seed, uid])``: a user's set does not depend on which other users are sampled.
+    ``titles[iid]``: normalised titles as the prompt shows them (``""`` = none) to keep candidate titles distinct.
+    Each user's draw uses ``default_rng([seed, stream, uid])``: a user's set does not depend on which other users are
+    sampled, and each use has its own stream (0: the stored evaluation sets; training draws use 1 + epoch), so
+    training never sees the evaluation negatives.
     """
     if isinstance(targets, pd.DataFrame):
         first = targets.drop_duplicates("uid", keep="first")
@@ -103,7 +105,7 @@ def sample_candidates(history: list[np.ndarray], targets: pd.DataFrame | tuple[n
     n_neg = n_candidates - 1
     out = np.empty((len(uids), n_candidates), np.int64)
     for r, (u, p) in enumerate(zip(uids, pos)):
-        rng = np.random.default_rng([seed, int(u)])
+        rng = np.random.default_rng([seed, stream, int(u)])
         banned = set(history[u].tolist()) | {int(p), 0}
         if n_items - len(banned) + 1 < n_neg:
             raise DataError(f"candidates: user uid={u} has seen {len(banned) - 1} of {n_items} items; fewer than "

@@ -57,6 +57,10 @@ class SoftPromptLM(nn.Module):
         if eos is None:
             raise ValueError("the LLM's tokenizer has no eos_token_id: the target could not end.")
         self.eos_id = int(eos)
+        # generation stops at any end token the model declares (chat models often have several)
+        extra = getattr(getattr(llm, "generation_config", None), "eos_token_id", None)
+        extra = [] if extra is None else ([extra] if isinstance(extra, int) else list(extra))
+        self.stop_ids = {self.eos_id, *map(int, extra)}
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
@@ -168,14 +172,14 @@ class SoftPromptLM(nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=mask.device)
         tokens: list[list[int]] = [[] for _ in range(B)]
         nxt = out.logits[:, -1].argmax(-1)  # (B,)
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             for b in range(B):
                 if not done[b]:
-                    if int(nxt[b]) == self.eos_id:
+                    if int(nxt[b]) in self.stop_ids:
                         done[b] = True
                     else:
                         tokens[b].append(int(nxt[b]))
-            if bool(done.all()):
+            if bool(done.all()) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=mask.device)], 1)
             pos = pos[:, -1:] + 1

@@ -20,6 +20,7 @@ from llmkt.baselines.allmrec.candidates import CandidateSets, sample_candidates
 from llmkt.baselines.allmrec.prompt import Template, render
 from llmkt.baselines.allmrec.soft_prompt import PromptExample, SoftPromptLM
 from llmkt.data.sequences import padded_sequences, seen_items
+from llmkt.errors import DataError
 from llmkt.models.base import Recommender
 from llmkt.training.checkpoint import load_checkpoint, save_checkpoint
 from llmkt.training.seeding import seed_everything
@@ -51,6 +52,8 @@ class Stage1Data:
         neg = rng.integers(1, self.n_items + 1, len(self.uid))
         for r, u in enumerate(self.uid):
             s = self.seen[u]
+            if len(np.unique(s)) >= self.n_items:
+                raise DataError(f"allmrec stage 1: user uid={u} has seen every item; no negative can be drawn.")
             while np.isin(neg[r], s):
                 neg[r] = rng.integers(1, self.n_items + 1)
         return neg
@@ -127,6 +130,12 @@ class PromptSource:
         tgt = display_title(self.titles[target], self.max_title_words) if target is not None else None
         return PromptExample(text, slots, tgt)
 
+    def normalised_titles(self) -> np.ndarray:
+        """``(n_items + 1,)`` normalised titles as the prompt shows them (cut to ``max_title_words``): what answers
+        are matched against, so what candidates must keep distinct."""
+        return np.asarray([normalise_title(display_title(t, self.max_title_words)) if i else ""
+                           for i, t in enumerate(self.titles)], dtype=object)
+
     def candidate_titles(self, cands: np.ndarray) -> list[str]:
         return [display_title(self.titles[i], self.max_title_words) for i in cands]
 
@@ -153,22 +162,29 @@ def fit_stage2(slm: SoftPromptLM, cf_model: Recommender, item_latents: torch.Ten
     params = [p for p in slm.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     ckpt = folder / "stage2_last.pt" if folder else None
-    epoch0, step0, history = 0, 0, []
+    epoch0, step0, history, sums = 0, 0, [], (0.0, 0, 0.0)
+    setting = {"users": int(len(data.uid)), "batch_size": batch_size, "n_candidates": n_candidates, "seed": seed}
     if ckpt is not None and ckpt.exists():
         state = load_checkpoint(ckpt, "allmrec stage 2")
+        if dict(state.get("setting", {})) != setting:
+            raise DataError(f"allmrec stage 2: {ckpt} was written with {dict(state.get('setting', {}))}, now "
+                            f"{setting}; "
+                            "resume with the same settings or use another job folder.")
         slm.load_trainable_state(state["projections"])
         opt.load_state_dict(state["optimizer"])
         epoch0, step0, history = int(state["epoch"]), int(state["step"]), list(state["history"])
-    titles_norm = np.asarray([normalise_title(t) for t in source.titles], dtype=object)
+        sums = tuple(state["sums"])
+    titles_norm = source.normalised_titles()
     for epoch in range(epoch0, epochs):
         rng = np.random.default_rng([seed, 1000 + epoch])
         order = rng.permutation(len(data.uid))
         cands = sample_candidates(data.seen, (data.uid, data.pos), data.n_items, n_candidates=n_candidates,
-                                  seed=seed * 1000 + epoch, titles=titles_norm)
+                                  seed=seed, stream=1 + epoch, titles=titles_norm)
         steps = list(range(0, len(order), batch_size))
         bar = _bar(len(steps), f"stage 2 epoch {epoch + 1}/{epochs}", progress)
         bar.update(step0)
-        t0, loss_sum, n = time.perf_counter(), 0.0, 0
+        loss_sum, n, before = sums if step0 else (0.0, 0, 0.0)
+        t0 = time.perf_counter()
         for k, s in enumerate(steps):
             if k < step0:
                 continue
@@ -185,17 +201,19 @@ def fit_stage2(slm: SoftPromptLM, cf_model: Recommender, item_latents: torch.Ten
             bar.set_postfix(loss=f"{loss_sum / n:.3f}")
             if ckpt is not None and (k + 1) % save_every == 0 and k + 1 < len(steps):
                 save_checkpoint({"projections": slm.trainable_state(), "optimizer": opt.state_dict(),
-                                 "epoch": epoch, "step": k + 1, "history": history}, ckpt)
+                                 "epoch": epoch, "step": k + 1, "history": history, "setting": setting,
+                                 "sums": (loss_sum, n, before + time.perf_counter() - t0)}, ckpt)
         bar.close()
         step0 = 0
-        rec = {"epoch": epoch + 1, "seconds": time.perf_counter() - t0, "loss": loss_sum / max(1, n),
+        rec = {"epoch": epoch + 1, "seconds": before + time.perf_counter() - t0, "loss": loss_sum / max(1, n),
                "examples": n}
         history.append(rec)
         if log:
             log(rec)
         if ckpt is not None:
             save_checkpoint({"projections": slm.trainable_state(), "optimizer": opt.state_dict(),
-                             "epoch": epoch + 1, "step": 0, "history": history}, ckpt)
+                             "epoch": epoch + 1, "step": 0, "history": history, "setting": setting,
+                             "sums": (0.0, 0, 0.0)}, ckpt)
     return history
 
 
