@@ -150,3 +150,14 @@ def test_the_cli_mirrors_the_api(setup, tmp_path):
     res = runner.invoke(main, ["allmrec", "train", str(path), "--set", "llm.model=/nope/x"])
     assert res.exit_code == 2 and "error: allmrec.llm.model" in res.output
     np.testing.assert_equal(len(pd.read_csv(tmp_path / "job" / "per_user.csv")), 6)
+
+
+def test_the_benchmark_configs_validate():
+    from llmkt.config.allmrec import load_allmrec_config
+    from tests.conftest import REPO
+
+    files = sorted((REPO / "benchmarks" / "allmrec").glob("*.yaml"))
+    assert {f.name for f in files} >= {"beauty.yaml", "ml1m_half.yaml"}
+    for f in files:
+        cfg = load_allmrec_config(f)
+        assert cfg.candidates.n == 20 and cfg.prompt.n_history == 10  # the paper's protocol
