@@ -89,9 +89,9 @@ class BERT4Rec(SequentialRecommender):
         slot = torch.full((seq.shape[0], 1), self.mask_token, dtype=seq.dtype, device=seq.device)
         return torch.cat([seq, slot], dim=1)  # (B, L)
 
-
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight[: self.n_items + 1]  # (n_items + 1, D); row 0 = padding
+
     def user_representation(self, batch: Batch) -> torch.Tensor:
         return self.encode(self._with_mask_slot(batch["seq"]))[:, -1]  # (B, D)
 

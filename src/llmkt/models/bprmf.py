@@ -43,9 +43,9 @@ class BPRMF(Recommender):
                                             + n.pow(2).sum(-1).mean(-1)).mean()
         return loss
 
-
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight  # (n_items + 1, D); row 0 = padding
+
     def user_representation(self, batch: Batch) -> torch.Tensor:
         return self.user_emb(batch["uid"])  # (B, d)
 

@@ -83,9 +83,9 @@ class SASRec(SequentialRecommender):
         """``(B, L)`` real positions of the sequence ``loss(batch)`` encodes (its inputs ``seq[:, :-1]``)."""
         return batch["seq"][:, :-1] > 0
 
-
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight  # (n_items + 1, D); row 0 = padding
+
     def user_representation(self, batch: Batch) -> torch.Tensor:
         seq = batch["seq"][:, -self.max_len:]  # (B, L)
         return self.encode(seq)[:, -1]  # (B, D): the state after the most recent item

@@ -65,9 +65,9 @@ class SimpleX(Recommender):
         cos_neg = torch.einsum("bd,bkd->bk", u, n) / n.norm(dim=-1).clamp_min(1e-12)  # (B, K)
         return ((1 - cos_pos) + self.neg_weight * F.relu(cos_neg - self.margin).mean(-1)).mean()
 
-
     def item_embeddings(self) -> torch.Tensor:
         return self.item_emb.weight  # (n_items + 1, D); row 0 = padding
+
     def user_representation(self, batch: Batch) -> torch.Tensor:
         return self._user(batch)
 
