@@ -554,5 +554,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate_config(apply_overrides(raw, overrides or []), source, cls)
 
 
+def coerce_config(spec: Any, overrides: list[str] | None, cls: type[BaseModel]) -> Any:
+    """``spec`` (an instance of ``cls``, a dict or a YAML path) as a validated ``cls`` with ``overrides`` applied."""
+    if isinstance(spec, cls):
+        return spec if not overrides else validate_config(apply_overrides(spec.model_dump(mode="json"), overrides),
+                                                          "<config>", cls)
+    if isinstance(spec, dict):
+        return validate_config(apply_overrides(dict(spec), overrides or []), "<dict>", cls)
+    return load_config(spec, overrides, cls)
+
+
 def dump_config(cfg: BaseModel) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

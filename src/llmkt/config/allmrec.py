@@ -107,11 +107,6 @@ class AllmrecConfig(Strict):
 
 def load_allmrec_config(spec: "AllmrecConfig | str | Path | dict[str, Any]",
                         overrides: list[str] | None = None) -> AllmrecConfig:
-    from llmkt.config import apply_overrides, load_config, validate_config
+    from llmkt.config import coerce_config
 
-    if isinstance(spec, AllmrecConfig):
-        return spec if not overrides else validate_config(apply_overrides(spec.model_dump(mode="json"), overrides),
-                                                          "<config>", AllmrecConfig)
-    if isinstance(spec, dict):
-        return validate_config(apply_overrides(dict(spec), overrides or []), "<dict>", AllmrecConfig)
-    return load_config(spec, overrides, AllmrecConfig)
+    return coerce_config(spec, overrides, AllmrecConfig)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from llmkt.config import DataConfig, LeaveOneOutSplit, SplitConfig, Strict, load_config
+from llmkt.config import DataConfig, LeaveOneOutSplit, SplitConfig, Strict
 
 
 class PromptConfig(Strict):
@@ -153,13 +153,6 @@ class ProfilesConfig(Strict):
 
 def load_profiles_config(config: "ProfilesConfig | str | Path | dict[str, Any] | None",
                          overrides: list[str] | None = None) -> ProfilesConfig:
-    from llmkt.config import apply_overrides, validate_config
+    from llmkt.config import coerce_config
 
-    if isinstance(config, ProfilesConfig):
-        if overrides:
-            return validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "<config>",
-                                   ProfilesConfig)
-        return config
-    if isinstance(config, dict):
-        return validate_config(apply_overrides(dict(config), overrides or []), "<dict>", ProfilesConfig)
-    return load_config(config, overrides, ProfilesConfig)
+    return coerce_config(config, overrides, ProfilesConfig)

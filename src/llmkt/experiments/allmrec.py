@@ -177,15 +177,17 @@ def _log(folder: Path, rec: dict) -> None:
 def _text_side(cfg: AllmrecConfig, cf: CFSide, device: str, folder: Path):
     from llmkt.profiles.embed import SentenceTransformerEncoder
 
-    enc = SentenceTransformerEncoder(cfg.text_encoder.model, prefix=None, normalize=False, device=device)
+    def encoder():
+        return SentenceTransformerEncoder(cfg.text_encoder.model, prefix=None, normalize=False, device=device)
+
     if cfg.text_encoder.finetune:
-        tuned = TunedText(enc.model, cf.titles, cfg.text_encoder.max_length)
+        tuned = TunedText(encoder().model, cf.titles, cfg.text_encoder.max_length)
         return tuned, tuned, tuned.dim
     cache = folder / "title_vectors.npy"
-    if cache.exists():
+    if cache.exists():  # the encoder is not even loaded when its vectors are stored
         table = np.load(cache, allow_pickle=False)
     else:
-        vecs = enc.encode([str(t) for t in cf.titles[1:]])
+        vecs = encoder().encode([str(t) for t in cf.titles[1:]])
         table = np.vstack([np.zeros((1, vecs.shape[1]), np.float32), vecs])
         np.save(cache, table, allow_pickle=False)
     frozen = FrozenText(table)
@@ -450,9 +452,8 @@ def evaluate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
         if len(cands) > n_before:
             eff[f"{label}_generate_seconds_per_user"] = secs / (len(cands) - n_before)
     # slices: cold/warm positives by training popularity, cold users by history length
-    pop = np.bincount(cf.split.train[C.IID].to_numpy(), minlength=cf.dataset.n_items + 1)[1:]
-    cut = float(np.quantile(pop, cfg.evaluation.cold_item_quantile))
     item_pop = np.bincount(cf.split.train[C.IID].to_numpy(), minlength=cf.dataset.n_items + 1)
+    cut = float(np.quantile(item_pop[1:], cfg.evaluation.cold_item_quantile))
     per["positive_train_count"] = item_pop[cands.positive]
     per["cold_item"] = per["positive_train_count"] <= cut
     n_hist = np.bincount(cf.split.history(stage)[C.UID].to_numpy(), minlength=cf.dataset.n_users + 1)
@@ -498,10 +499,11 @@ def generate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
     rows = []
     for s in range(0, len(users), cfg.evaluation.batch_size):
         batch = users[s:s + cfg.evaluation.batch_size]
-        exs = []
+        exs, shown_of = [], []
         for j, u in enumerate(batch):
             hist = [int(i) for i in seqs[u] if i > 0][-cfg.prompt.n_history:]
             shown = source.candidate_titles(np.asarray(hist))
+            shown_of.append(shown)
             items = ", ".join(f'"{t}" {MARKER}' for t in shown)
             text = (f"This user has interacted with these items in this order: {items}. Based on this sequence, "
                     f"generate user representation token: {MARKER}. {cfg.generate.question}")
@@ -509,10 +511,9 @@ def generate(config: AllmrecConfig | str | Path | dict, overrides: list[str] | N
         with torch.no_grad():
             uv = cf.model.user_representation({"seq": torch.as_tensor(seqs[batch], device=device)})
         out = slm.generate(exs, uv, latents, max_new_tokens=cfg.generate.max_new_tokens)
-        for u, ex, a in zip(batch, exs, out):
-            rows.append({"user_id": cf.dataset.user_map.to_external([u])[0], "history": " | ".join(
-                source.candidate_titles(np.asarray([int(i) for i in seqs[u] if i > 0][-cfg.prompt.n_history:]))),
-                "generation": a})
+        for u, shown, a in zip(batch, shown_of, out):
+            rows.append({"user_id": cf.dataset.user_map.to_external([u])[0], "history": " | ".join(shown),
+                         "generation": a})
     frame = pd.DataFrame(rows)
     frame.to_csv(folder / "generations.csv", index=False)
     return frame
