@@ -18,9 +18,11 @@ __version__ = "0.1.0"
 # The public API is loaded on first use: `import llmkt.data` (or any submodule) does not pull in torch and the
 # whole runner, and each submodule imports on its own (tests/test_architecture.py).
 _API = {"RunConfig": "llmkt.config", "load_config": "llmkt.config", "evaluate_run": "llmkt.experiments.evaluate",
-        "RunResult": "llmkt.experiments.runner", "train": "llmkt.experiments.runner"}
+        "RunResult": "llmkt.experiments.runner", "train": "llmkt.experiments.runner",
+        "export_run": "llmkt.experiments.export", "load_exported": "llmkt.serving.exported"}
 
-__all__ = ["RunConfig", "RunResult", "__version__", "evaluate_run", "load_config", "train"]
+__all__ = ["RunConfig", "RunResult", "__version__", "evaluate_run", "export_run", "load_config", "load_exported",
+           "train"]
 
 
 def __getattr__(name: str):

@@ -1,5 +1,5 @@
 """Command line: ``llmkt train``, ``evaluate``, ``datasets``, ``config-schema``, ``inspect-model`` (``cli/run.py``),
-``profiles ...``, ``weights ...`` (``cli/profiles.py``).
+``profiles ...``, ``weights ...`` (``cli/profiles.py``), ``export``, ``serve`` (``cli/serve.py``).
 
 Each command is a thin wrapper over the ``llmkt.experiments`` function of the same name; one error handler
 (:class:`Group`) turns every error llmkt raises on purpose into one ``error:`` line and exit code 2.
@@ -58,10 +58,11 @@ def _register() -> None:
     from llmkt.cli.baseline import baseline
     from llmkt.cli.profiles import profiles, weights
     from llmkt.cli.run import config_schema, datasets, evaluate, inspect_model, train
+    from llmkt.cli.serve import export, serve
     from llmkt.cli.study import study
 
     for command in (train, evaluate, datasets, inspect_model, config_schema, study, profiles, weights, baseline,
-                    allmrec):
+                    allmrec, export, serve):
         main.add_command(command)
 
 

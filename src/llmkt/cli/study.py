@@ -42,6 +42,7 @@ def run(spec: str, overrides: tuple[str, ...], storage: str | None, workers: int
         paths = build_report(spec, list(overrides), storage)
         click.echo(paths.markdown.read_text().split("\n\n")[2])
         click.echo(f"report: {paths.markdown} and {paths.html}")
+        _serve_hint(paths)
     elif r.failed:
         raise SystemExit(1)
 
@@ -59,6 +60,17 @@ def report(spec: str, overrides: tuple[str, ...], storage: str | None, out: str 
     paths = build_report(spec, list(overrides), storage, out)
     click.echo(paths.markdown.read_text().split("\n\n")[2])
     click.echo(f"report: {paths.markdown} and {paths.html}")
+    _serve_hint(paths)
+
+
+def _serve_hint(paths) -> None:
+    """The last lines of a finished study: how to serve the model chosen on validation (docs/serving.md)."""
+    if paths.serve is None:
+        return
+    what, run_dir = paths.serve
+    name = run_dir.parent.parent.name  # the study folder
+    click.echo(f"serve the model chosen on validation ({what}):")
+    click.echo(f"  llmkt export {run_dir} -o exports/{name} && llmkt serve exports/{name}")
 
 
 @study.command()

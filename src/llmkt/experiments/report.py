@@ -21,8 +21,8 @@ import pandas as pd
 
 from llmkt.config.study import BASE
 from llmkt.evaluation.studies import report_table, same_point_table
-from llmkt.experiments.study import (chosen_cells, finalize, open_study, point_test, same_point_cells, status,
-                                    trials_table)
+from llmkt.experiments.study import (cell_run_dir, chosen_cells, finalize, open_study, point_test,
+                                    same_point_cells, status, trials_table)
 
 
 @dataclass
@@ -31,6 +31,9 @@ class ReportPaths:
     html: Path
     figures: list[Path]
     table: pd.DataFrame
+    #: (what, run folder) of the model to serve: the best validation mean among the base and the transfer variants
+    #: (controls excluded), its first seed; `llmkt study run|report` print the export and serve commands for it
+    serve: tuple[str, Path] | None = None
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -353,7 +356,21 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     table.to_csv(out / "table.csv", index=False)
     if not stable.empty:
         stable.to_csv(out / "same_point.csv", index=False)
-    return ReportPaths(md_path, html_path, figures, table)
+    return ReportPaths(md_path, html_path, figures, table, serving_choice(h, choices, cells))
+
+
+def serving_choice(h, choices, cells) -> tuple[str, Path] | None:
+    """The run folder to serve after a study: among the base and the transfer variants (shuffled and random controls
+    excluded), the choice with the best validation mean; its first seed's run."""
+    controls = {name for name, var in h.config.vectors.items() if var.of is not None}
+    ranked = sorted((c for c in choices if c.variant not in controls and cells.get((c.group, c.variant))),
+                    key=lambda c: -c.valid_mean)
+    if not ranked:
+        return None
+    c = ranked[0]
+    what = f"{c.group} / {c.chosen_variant}" + (f" at {c.point}" if c.point not in ("-", "") else "") + \
+        f", seed {c.seeds[0]}"
+    return what, cell_run_dir(h.folder, cells[(c.group, c.variant)][0])
 
 
 __all__ = ["ReportPaths", "build_report"]

@@ -37,11 +37,20 @@ def build_model(cfg, n_items: int, n_users: int | None = None, features=None, **
                          "llmkt.experiments.kar.build_kar (the runner does).")
     if cfg.name not in _BUILDERS:
         raise ConfigError(f"model.name: unknown model {cfg.name!r}; available: {available_models()}.")
-    params = {**cfg.model_dump(exclude={"name"}), **extra}
-    if cfg.name in _NEEDS_USERS:
+    return build_model_from_params(cfg.name, {**cfg.model_dump(exclude={"name"}), **extra}, n_items, n_users,
+                                   features)
+
+
+def build_model_from_params(name: str, params: dict, n_items: int, n_users: int | None = None,
+                            features=None) -> Recommender:
+    """Build model ``name`` from its keyword arguments (an exported model's ``model.json``: no config classes)."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"model {name!r} is not one llmkt can build here; available: {sorted(_BUILDERS)}.")
+    params = dict(params)
+    if name in _NEEDS_USERS:
         if n_users is None:
-            raise ConfigError(f"model {cfg.name!r} has user embeddings: build_model needs n_users.")
+            raise ConfigError(f"model {name!r} has user embeddings: build_model needs n_users.")
         params["n_users"] = n_users
-    if cfg.name in CTR_MODELS:
+    if name in CTR_MODELS:
         params["features"] = features
-    return _BUILDERS[cfg.name](n_items=n_items, **params)
+    return _BUILDERS[name](n_items=n_items, **params)
