@@ -18,7 +18,8 @@ SRC = REPO / "src" / "llmkt"
 #: package -> layer; a module may import its own package and packages of lower layers. Layer 2 siblings may import
 #: each other (the trainer evaluates, the CTR evaluator batches); layer 3 siblings may not.
 LAYERS = {"errors": 0, "data": 1, "models": 2, "training": 2, "evaluation": 2, "transfer": 3, "profiles": 3,
-          "baselines": 3, "serving": 3, "config": 4, "experiments": 5, "cli": 6}
+          "baselines": 3, "serving": 3, "config": 4, "experiments": 5, "cli": 6,
+          "__main__": 7}  # llmkt/__main__.py: `python -m llmkt` runs the CLI
 SIBLINGS_OK = {2}
 
 

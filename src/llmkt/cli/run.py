@@ -46,6 +46,8 @@ def train(config: str | None, overrides: tuple[str, ...], data_dir: str | None, 
                           "configs/ folder has examples); `llmkt train --defaults` runs the built-in default "
                           "(SASRec on ml-100k, 20 epochs, a few minutes on a CPU).")
     res = run_train(config, ov, resume_from=resume) if config else run_train({}, ov, resume_from=resume)
+    if res is None:  # a rank other than 0 of `torchrun ... -m llmkt train`: rank 0 reports
+        return
     if json_out:
         click.echo(json.dumps(res.summary(), indent=2))
         return

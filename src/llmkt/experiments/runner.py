@@ -33,6 +33,7 @@ from llmkt.models.registry import CTR_MODELS, build_model
 from llmkt.training.batches import (CTRBatches, PairBatches, PairScorer, SequenceBatches, SequenceScorer,
                                     UserRowBatches, UserRowScorer)
 from llmkt.training.callbacks import Callback, CSVLogger, EarlyStopping, MLflowLogger, TensorBoardLogger
+from llmkt.training.distributed import DistContext, ShardedBatches, broadcast_text, init_distributed, rank_device
 from llmkt.training.seeding import seed_everything
 from llmkt.training.trainer import Trainer, resolve_device
 
@@ -176,7 +177,7 @@ def _label(cfg: RunConfig, role: str | None) -> str:
 def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = None,
           resume_from: str | Path | None = None, extra_callbacks: list[Callback] | None = None,
           data: Dataset | None = None, role: str | None = None, evaluate_test: bool = True,
-          split: Split | None = None) -> RunResult:
+          split: Split | None = None) -> RunResult | None:
     """Train and evaluate as ``config`` says; the Python twin of ``llmkt train``.
 
     With a ``transfer`` section, every check that needs no training runs first (:func:`check_transfer`), then the
@@ -187,6 +188,9 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
     fails later keeps its folder for ``llmkt train --resume``. ``evaluate_test=False`` skips the test pass (a study
     looks at test only for the points it chose on validation). ``split`` gives the split as an object (its dataset
     is the run's data; the config's ``data``/``split`` sections are then only recorded, with the split's summary).
+
+    Started by ``torchrun --nproc_per_node N -m llmkt train CONFIG`` (``WORLD_SIZE`` > 1), the run trains with
+    DistributedDataParallel (:mod:`llmkt.training.distributed`); rank 0 returns the result, the other ranks None.
     """
     if isinstance(config, dict):
         cfg = validate_config(apply_overrides(dict(config), overrides or []))
@@ -208,26 +212,35 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
             base = train(validate_config(raw), data=data, role="base", split=split)
     run_dir = Path(resume_from).parent if resume_from and Path(resume_from).is_file() else \
         Path(resume_from) if resume_from else _run_dir(cfg)
+    ctx = init_distributed(resolve_device(cfg.training.device))
+    if ctx is not None:  # rank 0 names the folder (a timestamped name differs between processes)
+        run_dir = Path(broadcast_text(str(run_dir), resolve_device(cfg.training.device)))
+    main = ctx is None or ctx.is_main
     created = not run_dir.exists()
     try:
-        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role), evaluate_test, split)
+        result = _train_one(cfg, run_dir, resume_from, extra_callbacks, data, _label(cfg, role), evaluate_test, split,
+                            ctx)
     except BaseException:
         # nothing resumable was written: do not leave a half-made folder behind (a folder with last.pt stays)
-        if created and run_dir.exists() and not (run_dir / "last.pt").exists():
+        if main and created and run_dir.exists() and not (run_dir / "last.pt").exists():
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    if result is None:  # another rank of a multi-process run: rank 0 evaluates and writes the folder
+        return None
     result.base = base
     (run_dir / "results.json").write_text(json.dumps(result.summary(), indent=2))
     return result
 
 
 def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, extra_callbacks: list[Callback] | None,
-               data: Dataset | None, label: str, evaluate_test: bool = True, given: Split | None = None) -> RunResult:
+               data: Dataset | None, label: str, evaluate_test: bool = True, given: Split | None = None,
+               ctx: DistContext | None = None) -> RunResult | None:
     t = cfg.training
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     seed_everything(t.seed, t.deterministic)
-    device = resolve_device(t.device)
+    device = rank_device(resolve_device(t.device), ctx)
+    main = ctx is None or ctx.is_main
     t0 = time.perf_counter()
     ds = data if data is not None else load_dataset(cfg)
     split = given if given is not None else split_dataset(cfg, ds)
@@ -237,13 +250,18 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     monitor = "AUC" if model.kind == "ctr" else t.monitor
     max_len = model.max_len
     batches = make_batches(model, split, cfg)
+    if ctx is not None:  # a disjoint shard of every epoch's batches per rank
+        batches = ShardedBatches(batches, ctx.rank, ctx.world_size)
     protocol = protocol_of(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    header = ""
-    if given is not None:  # the split came as an object: record what it was beside the config that did not make it
-        header = "# split given in Python (llmkt.train(split=...)); the data/split sections below did not make it:\n"
-        header += "".join(f"#   {line}\n" for line in json.dumps(split.summary(), default=str).splitlines())
-    (run_dir / "config.yaml").write_text(header + dump_config(cfg))
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        header = ""
+        if given is not None:  # the split came as an object: record what it was beside the config that did not make it
+            header = "# split given in Python (llmkt.train(split=...)); the data/split sections below did not make it:\n"
+            header += "".join(f"#   {line}\n" for line in json.dumps(split.summary(), default=str).splitlines())
+        if ctx is not None:
+            header += f"# trained by {ctx.world_size} processes (DDP, {ctx.backend}); training.batch_size per process\n"
+        (run_dir / "config.yaml").write_text(header + dump_config(cfg))
 
     def validate(m: torch.nn.Module) -> EvalResult:
         return evaluate_model(m, split, "valid", protocol, max_len, t.eval_batch_size, device,
@@ -252,28 +270,32 @@ def _train_one(cfg: RunConfig, run_dir: Path, resume_from: str | Path | None, ex
     callbacks: list[Callback] = []
     extra_params: list[torch.nn.Parameter] = []
     transfer_info = None
-    if cfg.transfer is not None:
-        setup = setup_transfer(cfg, model.to(device), split, next(iter(batches.epoch(0))), device, run_dir)
+    if cfg.transfer is not None:  # on every rank: the hooks sit on each process's copy of the model
+        setup = setup_transfer(cfg, model.to(device), split, next(iter(batches.epoch(0))), device,
+                               run_dir if main else None)
         callbacks.extend(setup.callbacks)
         extra_params = setup.kt.extra_parameters()
         transfer_info = setup.info
-    callbacks.append(CSVLogger(run_dir / "metrics.csv"))
-    if t.patience:
-        callbacks.append(EarlyStopping(monitor, t.patience))
-    if "tensorboard" in cfg.output.loggers:
-        callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
-    if "mlflow" in cfg.output.loggers:
-        callbacks.append(MLflowLogger(run_dir.name, cfg.model_dump(mode="json")))
-    callbacks.extend(extra_callbacks or [])
+    if main:  # logs, early stopping (its decision is broadcast) and the caller's callbacks: rank 0 only
+        callbacks.append(CSVLogger(run_dir / "metrics.csv"))
+        if t.patience:
+            callbacks.append(EarlyStopping(monitor, t.patience))
+        if "tensorboard" in cfg.output.loggers:
+            callbacks.append(TensorBoardLogger(run_dir / "tensorboard"))
+        if "mlflow" in cfg.output.loggers:
+            callbacks.append(MLflowLogger(run_dir.name, cfg.model_dump(mode="json")))
+        callbacks.extend(extra_callbacks or [])
     optimizer = torch.optim.Adam(list(model.parameters()) + extra_params, lr=t.lr, betas=t.adam_betas,
                                  weight_decay=t.weight_decay)
     trainer = Trainer(model, epochs=t.epochs, optimizer=optimizer, grad_clip=t.grad_clip,
                       monitor=monitor, eval_every=t.eval_every, callbacks=callbacks,
-                      run_dir=run_dir if cfg.output.save_checkpoints else None, device=device, progress=t.progress,
-                      label=label)
+                      run_dir=run_dir if cfg.output.save_checkpoints and main else None, device=device,
+                      progress=t.progress and main, label=label, dist=ctx, extra_params=extra_params)
     t1 = time.perf_counter()
     trainer.fit(batches, validate, resume_from=resume_from)
     t_train = time.perf_counter() - t1
+    if not main:
+        return None
 
     valid = validate(model)  # best weights are loaded by fit()
     t2 = time.perf_counter()

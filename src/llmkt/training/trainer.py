@@ -20,6 +20,7 @@ from llmkt.errors import ConfigError, DataError
 from llmkt.evaluation.ranking import EvalResult
 from llmkt.training.callbacks import Callback
 from llmkt.training.checkpoint import load_checkpoint, save_checkpoint
+from llmkt.training.distributed import DistContext, all_reduce_grads, broadcast_flag, wrap
 from llmkt.training.seeding import rng_state, set_rng_state
 
 Batch = dict[str, torch.Tensor]
@@ -52,8 +53,13 @@ class Trainer:
                  grad_clip: float | None = None, monitor: str = "NDCG@10", eval_every: int = 1,
                  callbacks: list[Callback] | None = None, run_dir: str | Path | None = None,
                  device: torch.device | str = "cpu", progress: bool = True,
-                 optimizer: torch.optim.Optimizer | None = None, label: str | None = None):
+                 optimizer: torch.optim.Optimizer | None = None, label: str | None = None,
+                 dist: DistContext | None = None, extra_params: list[torch.nn.Parameter] | None = None):
         self.model = model.to(device)
+        # multi-process training (llmkt.training.distributed): the loss goes through a DDP module; parameters
+        # outside the model (``extra_params``, e.g. a transfer head) are all-reduced by hand; rank 0 validates
+        self.dist, self.extra_params = dist, list(extra_params or [])
+        self._loss = model.loss
         self.device = torch.device(device)
         self.epochs, self.grad_clip, self.monitor, self.eval_every = epochs, grad_clip, monitor, eval_every
         self.callbacks = list(callbacks or [])
@@ -113,7 +119,7 @@ class Trainer:
                    disable=not (self.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
         for batch in bar:
             batch = self._to_device(batch)
-            loss = self.model.loss(batch)
+            loss = self._loss(batch)
             for cb in self.callbacks:
                 loss = cb.on_loss(self, batch, loss)
             if not torch.isfinite(loss):
@@ -121,6 +127,8 @@ class Trainer:
                                          "training.grad_clip.")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.dist is not None and self.extra_params:
+                all_reduce_grads(self.extra_params, self.dist.world_size)
             if self.grad_clip:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
             self.optimizer.step()
@@ -135,6 +143,10 @@ class Trainer:
             resume_from: str | Path | None = None) -> "Trainer":
         if resume_from is not None:
             self.resume(resume_from)
+        if self.dist is not None:
+            self._loss = wrap(self.model, self.dist, self.device)
+            if not self.dist.is_main:
+                validate = None  # rank 0 validates, keeps the best weights and decides when to stop
         if self.run_dir:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         for cb in self.callbacks:
@@ -167,6 +179,8 @@ class Trainer:
                 self.history.append({"epoch": epoch, **logs})
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, epoch, logs)
+                if self.dist is not None:
+                    self.should_stop = broadcast_flag(self.should_stop, self.device)
                 if self.progress:
                     shown = {k: round(v, 4) for k, v in logs.items() if k in ("train/loss", "epoch_seconds")
                              or k == f"valid/{self.monitor}"}
@@ -176,6 +190,7 @@ class Trainer:
                 if self.run_dir:
                     save_checkpoint(self.state_dict(), self.run_dir / "last.pt")
         finally:
+            self._loss = self.model.loss
             for cb in self.callbacks:
                 cb.on_fit_end(self)
         if validate is None:
