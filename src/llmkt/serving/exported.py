@@ -118,14 +118,14 @@ class ExportedModel:
     rank``; :meth:`top_k` is the array-level call the HTTP server batches."""
 
     path: Path
-    model: Recommender
+    model: Recommender = field(repr=False)
     spec: dict[str, Any]
-    metadata: dict[str, Any]
-    user_ids: list
-    item_ids: list
-    indptr: np.ndarray
-    items: np.ndarray
-    titles: list[str] | None = None
+    metadata: dict[str, Any] = field(repr=False)
+    user_ids: list = field(repr=False)
+    item_ids: list = field(repr=False)
+    indptr: np.ndarray = field(repr=False)
+    items: np.ndarray = field(repr=False)
+    titles: list[str] | None = field(default=None, repr=False)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
