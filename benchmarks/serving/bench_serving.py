@@ -111,10 +111,13 @@ def main() -> None:
         try:
             asyncio.run(load(url, users, 4, 2.0, args.seed))  # warm-up
             for c in args.concurrency:
+                before = httpx.get(f"{url}/metadata").json()["serving"]
                 r = asyncio.run(load(url, users, c, args.seconds, args.seed + c))
-                served = httpx.get(f"{url}/metadata").json()["serving"]
+                after = httpx.get(f"{url}/metadata").json()["serving"]
+                batches = after["batches"] - before["batches"]
+                mean_batch = (after["requests"] - before["requests"]) / batches if batches else 0.0
                 rows.append({"label": label, "model": meta["model"], "dataset": meta["dataset"],
-                             "transfer": meta["trained_with_transfer"], **r, "mean_batch": served["mean_batch"]})
+                             "transfer": meta["trained_with_transfer"], **r, "mean_batch": mean_batch})
                 print(json.dumps(rows[-1]), flush=True)
         finally:
             proc.terminate()

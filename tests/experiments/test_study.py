@@ -281,12 +281,16 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path, monkeypatch):
     for (_, _, control), ids in got.items():
         _, vals = point_test([by_cell.loc[cid, "run_dir"] for cid in ids], str(trials["metric"].iloc[0]))
         assert same_csv.loc[control, "test control"] == pytest.approx(np.mean(vals))
-    # the output ends with how to serve the model chosen on validation (controls never chosen)
-    best = max((c for c in sel["choices"] if c["variant"] not in ("shuffled", "random")), key=lambda c: c["valid_mean"])
-    served = cell_run_dir(h.folder, best["cells"][0])
-    tail = out.output.strip().splitlines()[-2:]
-    assert tail[0].startswith("serve the model chosen on validation (") and f"seed {best['seeds'][0]}" in tail[0]
-    assert tail[1] == f"  llmkt export {served} -o exports/{h.folder.name} && llmkt serve exports/{h.folder.name}"
+    # the output ends with how to serve the model chosen on validation, per model group (controls never chosen)
+    tail = out.output.strip().splitlines()[-4:]
+    for i, group in enumerate(dict.fromkeys(c["group"] for c in sel["choices"])):
+        best = max((c for c in sel["choices"] if c["group"] == group and c["variant"] not in ("shuffled", "random")),
+                   key=lambda c: c["valid_mean"])
+        served = cell_run_dir(h.folder, best["cells"][0])
+        name = f"{h.folder.name}-{served.name}"
+        assert tail[2 * i].startswith(f"serve the model chosen on validation ({group} / ")
+        assert f"seed {best['seeds'][0]}" in tail[2 * i]
+        assert tail[2 * i + 1] == f"  llmkt export {served} -o exports/{name} && llmkt serve exports/{name}"
     # a second run does nothing: finished cells never run again
     again = CliRunner().invoke(main, ["study", "run", str(spec), "--no-report"])
     assert again.exit_code == 0 and "(0 now" in again.output and len(attempts(tmp_path)) == len(runs)

@@ -91,3 +91,19 @@ def test_merge_keeps_each_key_once(tmp_path):
         merge_stores(tmp_path / "a.sqlite", [tmp_path / "a.sqlite"])
     with pytest.raises(DataError, match="does not exist"):
         merge_stores(tmp_path / "m.sqlite", [tmp_path / "missing.sqlite"])
+
+
+def test_merge_reads_sources_without_writing_them(tmp_path):
+    import os
+
+    from llmkt.profiles.store import merge_stores
+
+    with ProfileStore(tmp_path / "a.sqlite") as a:
+        a.add(_rec("k1", "one"))
+    os.chmod(tmp_path / "a.sqlite", 0o444)
+    before = (tmp_path / "a.sqlite").read_bytes()
+    counts = merge_stores(tmp_path / "m.sqlite", [tmp_path / "a.sqlite"])
+    assert counts[0].added == 1 and (tmp_path / "a.sqlite").read_bytes() == before
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    with pytest.raises(DataError, match="junk.sqlite is not a llmkt profile store"):
+        merge_stores(tmp_path / "m.sqlite", [tmp_path / "junk.sqlite"])

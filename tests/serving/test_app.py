@@ -121,3 +121,21 @@ def test_cli_export_then_serve_over_http(tiny_runs, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_failing_request_does_not_fail_the_others_of_its_batch(tiny_exports, monkeypatch):
+    exp = load_exported(tiny_exports["sasrec"])
+    bad = exp.user_index(exp.user_ids[5])
+    real = exp.top_k
+
+    def top_k(uids, *rest):
+        if bad in list(uids):
+            raise RuntimeError("scoring failed")
+        return real(uids, *rest)
+
+    monkeypatch.setattr(exp, "top_k", top_k)
+    with TestClient(create_app(exp, max_batch=16, max_wait_ms=100), raise_server_exceptions=False) as client:
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda u: client.post("/recommend", json={"user_id": u}).status_code,
+                                  exp.user_ids[:6]))
+    assert codes == [200, 200, 200, 200, 200, 500]

@@ -125,3 +125,14 @@ def test_export_refuses_a_non_empty_folder_and_a_click_model(tiny_runs, tiny_exp
     with pytest.raises(DataError, match="click-prediction model"):
         export_run(run, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_leaves_no_file_of_the_old_export(tiny_runs, tiny_exports, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_exports["lightgcn"], tmp_path / "reused")
+    export_run(tiny_runs["sasrec"], folder, overwrite=True)
+    names = sorted(p.name for p in folder.iterdir())
+    assert "graph.safetensors" not in names and not any(n.endswith(".tmp") for n in names)
+    exp = load_exported(folder)
+    assert exp.spec["model"] == "sasrec" and set(exp.metadata["files"]) == set(names) - {"metadata.json"}

@@ -19,6 +19,7 @@ SCRIPT = '''
 import json, os, sys
 import torch
 import llmkt
+from llmkt.training.callbacks import Callback
 from llmkt.training.trainer import Trainer
 
 out = sys.argv[2]
@@ -26,7 +27,19 @@ rank = int(os.environ["RANK"])
 fit = Trainer.fit
 seen = []
 
+class Recorder(Callback):
+    """The weights each rank trained to, before rank 0 restores its best epoch and shares it."""
+
+    def on_fit_end(self, trainer):
+        trained.update({k: v.tolist() for k, v in trainer.model.state_dict().items()})
+        trained.update({f"extra.{i}": p.detach().tolist() for i, p in enumerate(trainer.extra_params)})
+
+
+trained = {}
+
+
 def recording_fit(self, batches, validate=None, resume_from=None):
+    self.callbacks.append(Recorder())
     inner = batches.epoch
 
     def epoch(e):  # record which users each rank trained on
@@ -39,8 +52,9 @@ def recording_fit(self, batches, validate=None, resume_from=None):
         return fit(self, batches, validate, resume_from)
     finally:
         state = {k: v.tolist() for k, v in self.model.state_dict().items()}
+        state.update({f"extra.{i}": p.detach().tolist() for i, p in enumerate(self.extra_params)})
         keys = sorted({k for h in self.history for k in h})
-        json.dump({"state": state, "keys": keys, "seen": seen, "epochs": self.epoch,
+        json.dump({"state": state, "trained": trained, "keys": keys, "seen": seen, "epochs": self.epoch,
                    "callbacks": [type(c).__name__ for c in self.callbacks]}, open(f"{out}/rank{rank}.json", "w"))
 
 Trainer.fit = recording_fit
@@ -49,19 +63,30 @@ print(f"rank {rank} result {'none' if res is None else res.run_dir}")
 '''
 
 
-def test_two_gloo_processes_train_one_model(tmp_path):
-    data = write_csv_data(tmp_path / "data")
-    users, vecs = user_vectors(data, 16)
-    from llmkt.data.vectors import ProfileVectors
+CASES = {
+    # SASRec with a learned projection head outside the model (all-reduced by hand) and early stopping on rank 0
+    "sasrec-transfer": ({"name": "sasrec", "max_len": 10, "hidden": 16, "n_blocks": 1, "n_heads": 1},
+                        {"epochs": 8, "patience": 1, "eval_every": 1},
+                        {"alignment": "projection", "reducer": {"method": "none"}, "compare_base": False,
+                         "alpha": 0.5}),
+    # LightGCN: a sparse adjacency buffer (kept out of DDP's buffer broadcast), no transfer
+    "lightgcn": ({"name": "lightgcn", "dim": 8, "n_layers": 2}, {"epochs": 2, "eval_every": 2}, None),
+}
 
-    vec_path = ProfileVectors(users, vecs, {}).save(tmp_path / "v.npz")
-    cfg = {"data": {"name": "csv", "path": str(data)},
-           "model": {"name": "sasrec", "max_len": 10, "hidden": 16, "n_blocks": 1, "n_heads": 1},
-           "training": {"epochs": 2, "batch_size": 4, "progress": False, "device": "cpu", "eval_every": 2,
-                        "num_threads": 1},
-           "transfer": {"vectors": {"path": str(vec_path)}, "reducer": {"method": "pca"}, "compare_base": False,
-                        "alpha": 0.5},
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_gloo_processes_train_one_model(tmp_path, case):
+    model, training, transfer = CASES[case]
+    data = write_csv_data(tmp_path / "data")
+    cfg = {"data": {"name": "csv", "path": str(data)}, "model": model,
+           "training": {"batch_size": 4, "progress": False, "device": "cpu", "num_threads": 1, **training},
            "output": {"dir": str(tmp_path / "runs")}}  # no name: rank 0's timestamped name must be shared
+    if transfer is not None:
+        users, vecs = user_vectors(data, 24)
+        from llmkt.data.vectors import ProfileVectors
+
+        cfg["transfer"] = {"vectors": {"path": str(ProfileVectors(users, vecs, {}).save(tmp_path / "v.npz"))},
+                           **transfer}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "script.py").write_text(SCRIPT)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
@@ -70,24 +95,30 @@ def test_two_gloo_processes_train_one_model(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    # the same weights on both ranks after training (transfer head included when there is one)
-    assert r0["state"].keys() == r1["state"].keys()
-    assert all(np.array_equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
-    assert r0["epochs"] == r1["epochs"] == 2
-    # the transfer loss ran on both ranks; logs and early stopping on rank 0 only
-    assert "kt/L_kt" in r0["keys"] and "kt/L_kt" in r1["keys"]
-    assert "CSVLogger" in r0["callbacks"] and "CSVLogger" not in r1["callbacks"]
-    # disjoint shards of the same epochs: together they cover each epoch's batches once
-    flat0 = [tuple(b) for b in r0["seen"]]
-    flat1 = [tuple(b) for b in r1["seen"]]
-    assert len(flat0) == len(flat1) > 0 and not set(flat0) & set(flat1)
+    # the same weights on both ranks at the end of training (gradients all-reduced; the transfer head outside the
+    # model included), and after it (rank 0's best epoch, shared)
+    for what in ("trained", "state"):
+        assert r0[what].keys() == r1[what].keys() and len(r0[what]) > 0
+        assert all(np.array_equal(r0[what][k], r1[what][k]) for k in r0[what]), what
     # one run folder, written by rank 0
     folders = list((tmp_path / "runs").iterdir())
     assert len(folders) == 1, folders
     names = {f.name for f in folders[0].iterdir()}
-    assert {"config.yaml", "metrics.csv", "best.pt", "last.pt", "results.json", "reducer.npz"} <= names
+    assert {"config.yaml", "metrics.csv", "best.pt", "last.pt", "results.json"} <= names
     assert "trained by 2 processes (DDP, gloo)" in (folders[0] / "config.yaml").read_text()
     assert f"rank 0 result {folders[0]}" in p.stdout and "rank 1 result none" in p.stdout
+    # both ranks left the loop at the epoch rank 0 decided
+    logged = (folders[0] / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert r0["epochs"] == r1["epochs"] == len(logged)
+    assert "CSVLogger" in r0["callbacks"] and "CSVLogger" not in r1["callbacks"]
+    # disjoint shards of the same epochs
+    flat0 = [tuple(b) for b in r0["seen"]]
+    flat1 = [tuple(b) for b in r1["seen"]]
+    assert len(flat0) == len(flat1) > 0 and not set(flat0) & set(flat1)
+    if transfer is not None:
+        assert any(k.startswith("extra.") for k in r0["state"])  # a head outside the model was trained
+        assert "kt/L_kt" in r0["keys"] and "kt/L_kt" in r1["keys"]  # the transfer loss ran on both ranks
+        assert r0["epochs"] < training["epochs"]  # early stopping (patience 1) ended the run on both ranks
 
 
 class _Source:

@@ -65,20 +65,7 @@ def report(spec: str, overrides: tuple[str, ...], storage: str | None, out: str 
 
 def _serve_hint(paths) -> None:
     """The last lines of a finished study: how to serve the model chosen on validation (docs/serving.md)."""
-    if paths.serve is None:
-        return
-    what, run_dir = paths.serve
-    name = run_dir.parent.parent.name  # the study folder
-    click.echo(f"serve the model chosen on validation ({what}):")
-    click.echo(f"  llmkt export {run_dir} -o exports/{name} && llmkt serve exports/{name}")
-
-
-@study.command()
-@_SPEC
-@_SET
-@_STORAGE
-def status(spec: str, overrides: tuple[str, ...], storage: str | None) -> None:
-    """How many cells are finished and running."""
-    from llmkt.experiments.study import open_study, status as study_status
-
-    click.echo(json.dumps(study_status(open_study(spec, list(overrides), storage, create=False)), indent=1))
+    for what, run_dir in paths.serve:
+        name = run_dir.parent.parent.name + (f"-{run_dir.name}" if len(paths.serve) > 1 else "")
+        click.echo(f"serve the model chosen on validation ({what}):")
+        click.echo(f"  llmkt export {run_dir} -o exports/{name} && llmkt serve exports/{name}")

@@ -12,7 +12,7 @@ import base64
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,9 @@ class ReportPaths:
     html: Path
     figures: list[Path]
     table: pd.DataFrame
-    #: (what, run folder) of the model to serve: the best validation mean among the base and the transfer variants
-    #: (controls excluded), its first seed; `llmkt study run|report` print the export and serve commands for it
-    serve: tuple[str, Path] | None = None
+    #: (what, run folder) per model group to serve: the best validation mean among the base and the transfer
+    #: variants (controls excluded), its first seed; `llmkt study run|report` print export and serve commands
+    serve: list[tuple[str, Path]] = field(default_factory=list)
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -359,18 +359,31 @@ def build_report(spec: Any, overrides: list[str] | None = None, storage: str | N
     return ReportPaths(md_path, html_path, figures, table, serving_choice(h, choices, cells))
 
 
-def serving_choice(h, choices, cells) -> tuple[str, Path] | None:
-    """The run folder to serve after a study: among the base and the transfer variants (shuffled and random controls
-    excluded), the choice with the best validation mean; its first seed's run."""
+def serving_choice(h, choices, cells) -> list[tuple[str, Path]]:
+    """The run folders to serve after a study, one per group (model): among the base and the transfer variants
+    (shuffled and random controls excluded), the choice with the best validation mean, its first seed's run.
+    Click-prediction groups (not exported) and groups whose run folder is missing are left out."""
+    import yaml
+
+    from llmkt.errors import DataError
+    from llmkt.models.registry import CTR_MODELS
+
     controls = {name for name, var in h.config.vectors.items() if var.of is not None}
-    ranked = sorted((c for c in choices if c.variant not in controls and cells.get((c.group, c.variant))),
-                    key=lambda c: -c.valid_mean)
-    if not ranked:
-        return None
-    c = ranked[0]
-    what = f"{c.group} / {c.chosen_variant}" + (f" at {c.point}" if c.point not in ("-", "") else "") + \
-        f", seed {c.seeds[0]}"
-    return what, cell_run_dir(h.folder, cells[(c.group, c.variant)][0])
-
-
-__all__ = ["ReportPaths", "build_report"]
+    out = []
+    for group in dict.fromkeys(c.group for c in choices):
+        ranked = sorted((c for c in choices if c.group == group and c.variant not in controls
+                         and cells.get((c.group, c.variant))), key=lambda c: -c.valid_mean)
+        if not ranked:
+            continue
+        c = ranked[0]
+        try:
+            run_dir = cell_run_dir(h.folder, cells[(c.group, c.variant)][0])
+            name = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("model", {}).get("name")
+        except (DataError, OSError, yaml.YAMLError):
+            continue
+        if name in CTR_MODELS:
+            continue
+        what = f"{c.group} / {c.chosen_variant}" + (f" at {c.point}" if c.point not in ("-", "") else "") + \
+            f", seed {c.seeds[0]}"
+        out.append((what, run_dir))
+    return out

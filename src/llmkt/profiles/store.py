@@ -312,10 +312,11 @@ def merge_stores(target: str | Path, sources: list[str | Path]) -> list[MergeCou
     with ProfileStore(target) as dst:
         for path in sources:
             counts = MergeCounts(str(path))
-            with ProfileStore(path, create=False) as src:
+            with _read_only(Path(path)) as src:
                 with dst.conn:
                     dst.conn.execute("BEGIN")
-                    for rec in src.records():
+                    for row in src.execute(f"SELECT {', '.join(_FIELDS)} FROM profiles ORDER BY created, key"):
+                        rec = ProfileRecord(*row)
                         counts.read += 1
                         have = dst.get(rec.key)
                         if have is None:
@@ -331,7 +332,7 @@ def merge_stores(target: str | Path, sources: list[str | Path]) -> list[MergeCou
                             counts.conflicts += 1
                     q = ("SELECT e.profile_key, e.encoder_id, e.dim, e.vector, e.created, p.text FROM embeddings e "
                          "JOIN profiles p ON p.key = e.profile_key")
-                    for key, enc, dim, blob, created, text in src.conn.execute(q):
+                    for key, enc, dim, blob, created, text in src.execute(q):
                         kept = dst.conn.execute("SELECT text FROM profiles WHERE key=?", (key,)).fetchone()
                         if kept is None or kept[0] != text:
                             continue
@@ -340,6 +341,28 @@ def merge_stores(target: str | Path, sources: list[str | Path]) -> list[MergeCou
                         counts.embeddings += cur.rowcount
             out.append(counts)
     return out
+
+
+class _read_only:
+    """A source store opened read-only (``mode=ro``: nothing is written to it, not even the journal mode), its
+    schema version checked; a context manager yielding the connection."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+            row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"profiles merge: {self.path} is not a llmkt profile store (SQLite said: {e}).") from None
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            raise DataError(f"profiles merge: {self.path} has schema version {row[0] if row else None}, this llmkt "
+                            f"reads {SCHEMA_VERSION}.")
+        return self.conn
+
+    def __exit__(self, *exc: Any) -> None:
+        self.conn.close()
 
 
 class LeaseKeeper:

@@ -69,7 +69,7 @@ class Batcher:
             raise ConfigError(f"serve: max_batch must be >= 1 and max_wait_ms >= 0; got {max_batch}, {max_wait_ms}.")
         self.exported, self.max_batch, self.max_wait = exported, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue | None = None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkt-score")
+        self.pool: ThreadPoolExecutor | None = None  # made by start(), with the queue, when the app starts
         self.batches = 0
         self.requests = 0
         self.largest = 0
@@ -97,20 +97,29 @@ class Batcher:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
                 except asyncio.TimeoutError:
                     break
-            uids = np.asarray([b[0] for b in batch], dtype=np.int64)
             try:
-                res = await loop.run_in_executor(self.pool, self.exported.top_k, uids, [b[1] for b in batch],
-                                                 [b[2] for b in batch], [b[3] for b in batch])
-            except Exception as e:  # noqa: BLE001 - handed to every waiting request
+                res = await self._score(loop, batch)
+            except Exception:  # noqa: BLE001 - score one by one: only the request at fault fails
                 for b in batch:
-                    if not b[4].done():
-                        b[4].set_exception(e)
+                    try:
+                        (r,) = await self._score(loop, [b])
+                    except Exception as e:  # noqa: BLE001 - handed to the waiting request (a 500)
+                        if not b[4].done():
+                            b[4].set_exception(e)
+                    else:
+                        if not b[4].done():
+                            b[4].set_result(r)
                 continue
             self.batches, self.requests = self.batches + 1, self.requests + len(batch)
             self.largest = max(self.largest, len(batch))
             for b, r in zip(batch, res):
                 if not b[4].done():
                     b[4].set_result(r)
+
+    async def _score(self, loop, batch):
+        uids = np.asarray([b[0] for b in batch], dtype=np.int64)
+        return await loop.run_in_executor(self.pool, self.exported.top_k, uids, [b[1] for b in batch],
+                                          [b[2] for b in batch], [b[3] for b in batch])
 
     def stats(self) -> dict[str, Any]:
         return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000, "batches": self.batches,
@@ -126,6 +135,7 @@ def create_app(exported: ExportedModel, max_batch: int = 64, max_wait_ms: float 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher.queue = asyncio.Queue()
+        batcher.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmkt-score")
         task = asyncio.create_task(batcher.run())
         try:
             yield

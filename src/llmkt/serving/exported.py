@@ -41,6 +41,7 @@ RANKING_KINDS = ("sequential", "pairs", "user_rows")
 #: kinds that score a history posted by a client (no per-user parameters): sequential and user-row models
 HISTORY_KINDS = ("sequential", "user_rows")
 FILES = ("model.safetensors", "model.json", "ids.json", "history.safetensors", "metadata.json")
+OPTIONAL_FILES = ("graph.safetensors", "items.csv")
 
 
 def sha256(path: Path) -> str:
@@ -72,6 +73,8 @@ def write_export(out: Path, *, model: Recommender, name: str, params: dict[str, 
                         f"models ({', '.join(RANKING_KINDS)}) are exported for top-k serving.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # rewriting a folder: first drop the completion mark, at the end every file of the old export not written again
+    (out / "metadata.json").unlink(missing_ok=True)
 
     def put(fname: str, write) -> str:
         tmp = out / (fname + ".tmp")
@@ -97,6 +100,9 @@ def write_export(out: Path, *, model: Recommender, name: str, params: dict[str, 
         sums["graph.safetensors"] = put("graph.safetensors", lambda p: save_file(g, str(p)))
     if catalogue is not None:
         sums["items.csv"] = put("items.csv", lambda p: catalogue.to_csv(p, index=False, quoting=csv.QUOTE_NONNUMERIC))
+    for stale in (*OPTIONAL_FILES, *FILES):
+        if stale not in sums and stale != "metadata.json":
+            (out / stale).unlink(missing_ok=True)
     meta = {**metadata, "files": sums}
     put("metadata.json", lambda p: p.write_text(json.dumps(meta, indent=2, default=str)))
     return out
@@ -295,6 +301,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu", verify: 
     except RuntimeError as e:
         raise DataError(f"load_exported: {folder / 'model.safetensors'} does not fit the model of model.json "
                         f"({str(e).splitlines()[0][:200]}).") from None
+    listed = set(meta.get("files", {}))
     if model.needs_graph:
         g = _read_tensors(folder / "graph.safetensors")
         model.set_graph(g["uid"], g["iid"])
@@ -304,7 +311,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu", verify: 
                         f"{len(ids.get('items', []))} items, model.json says {spec['n_users']} and {spec['n_items']}.")
     hist = _read_tensors(folder / "history.safetensors")
     titles = None
-    if (folder / "items.csv").is_file():
+    if "items.csv" in listed:  # only files this export wrote (metadata.json lists them)
         cat = pd.read_csv(folder / "items.csv", dtype={"item_id": str}, keep_default_na=False)
         if "title" in cat.columns:
             by_id = dict(zip(cat["item_id"].astype(str), cat["title"].astype(str)))

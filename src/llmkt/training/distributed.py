@@ -110,14 +110,47 @@ class LossModule(nn.Module):
 
 def wrap(model: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool = True):
     """The DDP module computing ``model.loss``. ``find_unused``: a transfer schedule may freeze parameters and some
-    models leave parameters out of a step's graph; DDP then marks them ready instead of waiting."""
+    models leave parameters out of a step's graph; DDP then marks them ready instead of waiting. Sparse buffers
+    (LightGCN's normalised adjacency, built identically on every rank from the training pairs) are left out of
+    DDP's buffer broadcast, which cannot flatten sparse tensors and would resend the graph at every step."""
+    module = LossModule(model)
+    sparse = [f"model.{name}" for name, b in model.named_buffers() if b.is_sparse]
+    if sparse:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, sparse)
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(LossModule(model), device_ids=ids, find_unused_parameters=find_unused)
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def broadcast_params(params: Iterable[nn.Parameter]) -> None:
+    """Rank 0's values of parameters outside the DDP module (DDP broadcasts only its own at construction)."""
+    with torch.no_grad():
+        for p in params:
+            dist.broadcast(p.data, src=0)
+
+
+def broadcast_state(module: nn.Module) -> None:
+    """Rank 0's weights and dense buffers of ``module`` on every rank, in place (after rank 0 restored its best
+    epoch, so that every rank ends with the model rank 0 chose)."""
+    with torch.no_grad():
+        for t in module.state_dict().values():
+            if not t.is_sparse:
+                dist.broadcast(t, src=0)
 
 
 def all_reduce_grads(params: Iterable[nn.Parameter], world_size: int) -> None:
-    """Average the gradients of parameters outside the DDP module across ranks."""
-    for p in params:
+    """Average the gradients of parameters outside the DDP module across ranks. A parameter no rank has a gradient
+    for keeps ``grad = None`` (so the optimizer skips it, as in a single process); one that some ranks have a
+    gradient for gets zeros on the others first (which ranks have one is all-reduced, so every rank takes part in
+    the same collectives)."""
+    params = list(params)
+    if not params:
+        return
+    device = params[0].device
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    for p, h in zip(params, has.tolist()):
+        if not h:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

@@ -20,7 +20,8 @@ from llmkt.errors import ConfigError, DataError
 from llmkt.evaluation.ranking import EvalResult
 from llmkt.training.callbacks import Callback
 from llmkt.training.checkpoint import load_checkpoint, save_checkpoint
-from llmkt.training.distributed import DistContext, all_reduce_grads, broadcast_flag, wrap
+from llmkt.training.distributed import (DistContext, all_reduce_grads, broadcast_flag, broadcast_params,
+                                        broadcast_state, wrap)
 from llmkt.training.seeding import rng_state, set_rng_state
 
 Batch = dict[str, torch.Tensor]
@@ -144,7 +145,8 @@ class Trainer:
         if resume_from is not None:
             self.resume(resume_from)
         if self.dist is not None:
-            self._loss = wrap(self.model, self.dist, self.device)
+            self._loss = wrap(self.model, self.dist, self.device)  # broadcasts rank 0's model parameters
+            broadcast_params(self.extra_params)
             if not self.dist.is_main:
                 validate = None  # rank 0 validates, keeps the best weights and decides when to stop
         if self.run_dir:
@@ -197,4 +199,6 @@ class Trainer:
             self.best_state, self.best_epoch = copy.deepcopy(self.model.state_dict()), self.epoch
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        if self.dist is not None:  # every rank ends with the weights rank 0 chose on validation
+            broadcast_state(self.model)
         return self
