@@ -291,6 +291,8 @@ def test_a_study_runs_shares_its_base_runs_and_reports(tmp_path, monkeypatch):
         assert tail[2 * i].startswith(f"serve the model chosen on validation ({group} / ")
         assert f"seed {best['seeds'][0]}" in tail[2 * i]
         assert tail[2 * i + 1] == f"  llmkt export {served} -o exports/{name} && llmkt serve exports/{name}"
+    st = CliRunner().invoke(main, ["study", "status", str(spec)])
+    assert st.exit_code == 0 and json.loads(st.output) == {"cells": len(cells), "complete": len(cells), "running": 0}
     # a second run does nothing: finished cells never run again
     again = CliRunner().invoke(main, ["study", "run", str(spec), "--no-report"])
     assert again.exit_code == 0 and "(0 now" in again.output and len(attempts(tmp_path)) == len(runs)

@@ -69,3 +69,14 @@ def _serve_hint(paths) -> None:
         name = run_dir.parent.parent.name + (f"-{run_dir.name}" if len(paths.serve) > 1 else "")
         click.echo(f"serve the model chosen on validation ({what}):")
         click.echo(f"  llmkt export {run_dir} -o exports/{name} && llmkt serve exports/{name}")
+
+
+@study.command()
+@_SPEC
+@_SET
+@_STORAGE
+def status(spec: str, overrides: tuple[str, ...], storage: str | None) -> None:
+    """How many cells are finished and running."""
+    from llmkt.experiments.study import open_study, status as study_status
+
+    click.echo(json.dumps(study_status(open_study(spec, list(overrides), storage, create=False)), indent=1))

@@ -387,3 +387,6 @@ def serving_choice(h, choices, cells) -> list[tuple[str, Path]]:
             f", seed {c.seeds[0]}"
         out.append((what, run_dir))
     return out
+
+
+__all__ = ["ReportPaths", "build_report", "serving_choice"]
