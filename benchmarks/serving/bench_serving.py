@@ -3,7 +3,7 @@ loop with httpx at several concurrency levels (p50/p95/p99 latency, requests/s),
 1,000 users (`load_exported(...).recommend`).
 
     python benchmarks/serving/bench_serving.py LABEL=EXPORT_DIR ... [--concurrency 1 8 32] [--seconds 15]
-        [--threads 1] [--out benchmarks/results/serving.json]
+        [--threads 1] [--repeats 3] [--out benchmarks/results/serving.json]
 
 Every request asks top-10 for a known user drawn at random (seeded); the server runs with --threads (torch) and its
 default batching (max 64 requests, 2 ms wait). The load generator runs in this process on the same machine, so on
@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of every concurrency level (median and range)")
     ap.add_argument("--out", default="benchmarks/results/serving.json")
     args = ap.parse_args()
     rows = []
@@ -110,7 +111,7 @@ def main() -> None:
         proc, url = start_server(export, args.threads)
         try:
             asyncio.run(load(url, users, 4, 2.0, args.seed))  # warm-up
-            for c in args.concurrency:
+            for c in [c for _ in range(args.repeats) for c in args.concurrency]:
                 before = httpx.get(f"{url}/metadata").json()["serving"]
                 r = asyncio.run(load(url, users, c, args.seconds, args.seed + c))
                 after = httpx.get(f"{url}/metadata").json()["serving"]
