@@ -1,7 +1,8 @@
 """Profile generation against an OpenAI-compatible server at several concurrency levels (docs/benchmarks.md,
 "Profile generation at scale"): a real llama.cpp server (`llama-server`) with several parallel slots on 127.0.0.1,
 then the same profile job (ml-100k users, the structured prompt, 120 new tokens) with `backend.concurrency` 1, 2, 4,
-8; completion tokens/s of each job's wall time.
+8, each level against a fresh server (no prompt cached from an earlier level); completion tokens/s of each job's
+wall time.
 
     python benchmarks/profiles_concurrency.py --server PATH/llama-server [--model GGUF] [--parallel 8]
         [--users 24] [--levels 1 2 4 8] [--threads 2] [--out benchmarks/results/profiles_concurrency.json]
@@ -50,38 +51,42 @@ def main() -> None:
     port = free_port()
     cmd = [args.server, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--parallel", str(args.parallel),
            "--ctx-size", str(args.parallel * args.ctx_per_slot), "--threads", str(args.threads)]
-    log = open(Path(tempfile.gettempdir()) / "llama-server-bench.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     rows = []
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("llama-server did not become healthy; see " + log.name)
-        with tempfile.TemporaryDirectory() as tmp:
-            def job(c: int, users: int, store: str) -> dict:
-                return {"data": {"name": "ml-100k"}, "split": {"kind": "leave_one_out"}, "progress": False,
-                        "backend": {"kind": "openai", "model": "local", "base_url": f"http://127.0.0.1:{port}/v1",
-                                    "api_key_env": None, "concurrency": c},
-                        "generation": {"max_tokens": args.max_tokens, "temperature": 0.2, "seed": 0},
-                        "users": {"limit": users}, "store": str(Path(tmp) / store)}
+    with tempfile.TemporaryDirectory() as tmp:
+        def job(c: int) -> dict:
+            return {"data": {"name": "ml-100k"}, "split": {"kind": "leave_one_out"}, "progress": False,
+                    "backend": {"kind": "openai", "model": "local", "base_url": f"http://127.0.0.1:{port}/v1",
+                                "api_key_env": None, "concurrency": c},
+                    "generation": {"max_tokens": args.max_tokens, "temperature": 0.2, "seed": 0},
+                    "users": {"limit": args.users}, "store": str(Path(tmp) / f"c{c}.sqlite")}
 
-            generate_profiles(job(1, 2, "warm-up.sqlite"))  # loads the model's pages, not recorded
-            for c in args.levels:  # a new store per level: every level generates the same users from scratch
-                r = generate_profiles(job(c, args.users, f"c{c}.sqlite"))
-                rows.append({"concurrency": c, "profiles": r.generated, "failed": r.failed, "seconds": r.seconds,
-                             "completion_tokens": r.completion_tokens, "prompt_tokens": r.prompt_tokens,
-                             "completion_tokens_per_s": r.tokens_per_s,
-                             "profiles_per_min": 60 * r.generated / r.seconds if r.seconds else 0.0})
-                print(json.dumps(rows[-1]), flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for c in args.levels:
+            # a fresh server per level: its slots must not hold the prompts of an earlier level (the same users),
+            # which it would serve from cache; one short request warms it up without caching any user's prompt
+            log = open(Path(tempfile.gettempdir()) / f"llama-server-bench-c{c}.log", "w")
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                for _ in range(600):
+                    try:
+                        if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.2)
+                else:
+                    raise RuntimeError("llama-server did not become healthy; see " + log.name)
+                httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=120,
+                           json={"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8})
+                r = generate_profiles(job(c))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            rows.append({"concurrency": c, "profiles": r.generated, "failed": r.failed, "seconds": r.seconds,
+                         "completion_tokens": r.completion_tokens, "prompt_tokens": r.prompt_tokens,
+                         "completion_tokens_per_s": r.tokens_per_s,
+                         "total_tokens_per_s": (r.prompt_tokens + r.completion_tokens) / r.seconds if r.seconds else 0.0,
+                         "profiles_per_min": 60 * r.generated / r.seconds if r.seconds else 0.0})
+            print(json.dumps(rows[-1]), flush=True)
     out = {"server": " ".join(Path(a).name if a in (model, args.server) else a for a in cmd), "model": Path(model).name,
            "cpus": os.cpu_count(), "users": args.users, "max_tokens": args.max_tokens, "rows": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
