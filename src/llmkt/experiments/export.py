@@ -36,17 +36,13 @@ def export_run(run_dir: str | Path, out: str | Path, history: Literal["all", "te
     if model.kind not in RANKING_KINDS:
         raise DataError(f"export: {run} trained {cfg.model.name!r}, a click-prediction model (kind {model.kind!r}); "
                         f"only ranking models ({', '.join(RANKING_KINDS)}) are exported for top-k serving.")
-    if cfg.model.name == "kar":  # defensive: KAR is a click-prediction model today
-        raise DataError("export: KAR models read knowledge vectors at scoring time and are not exported.")
     frame = ds.interactions if history == "all" else split.history("test")
     frame = frame.sort_values([C.UID, C.TIMESTAMP, C.ORDER], kind="stable")
     indptr, items = csr_items(frame, ds.n_users)
     results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
     catalogue = None
-    if ds.items is not None and len(ds.items.columns) > 2:
-        cols = [c for c in ds.items.columns if c not in (C.IID,)]
-        catalogue = ds.items.sort_values(C.IID)[cols]
-        catalogue = catalogue[[C.ITEM, *[c for c in cols if c != C.ITEM]]]
+    if ds.items is not None and len(ds.items.columns) > 2:  # item_id first, then the item columns (iid left out)
+        catalogue = ds.items.sort_values(C.IID)[[C.ITEM, *[c for c in ds.items.columns if c not in (C.ITEM, C.IID)]]]
     graph = None
     if model.needs_graph:
         graph = (split.train[C.UID].to_numpy(np.int64), split.train[C.IID].to_numpy(np.int64))

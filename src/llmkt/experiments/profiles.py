@@ -210,10 +210,11 @@ def import_path(cfg: ProfilesConfig) -> Path:
     return Path(cfg.backend.path.replace("{data}", str(dataset_folder(cfg)))).expanduser()
 
 
-def job_records(cfg: ProfilesConfig, store: ProfileStore) -> tuple[Split, list[ProfileRecord]]:
+def job_records(cfg: ProfilesConfig, store: ProfileStore,
+                given: tuple[Split, list[UserHistory]] | None = None) -> tuple[Split, list[ProfileRecord]]:
     """The split and this job's profile of every user in it (the current training history's profile), in internal
-    user order."""
-    split, histories = job_histories(cfg)
+    user order; ``given``: the job's ``job_histories`` when the caller has them already."""
+    split, histories = given if given is not None else job_histories(cfg)
     job = profile_job(cfg, split)
     keys = [job.key(h) for h in histories]
     by_key = {r.key: r for r in store.records(keys=keys)}  # the store's order is creation time (retries last)
@@ -231,12 +232,13 @@ def job_profiles(config: ConfigLike, overrides: list[str] | None = None) -> list
 def job_stats(config: ConfigLike, overrides: list[str] | None = None) -> dict[str, Any]:
     cfg = load_profiles_config(config, overrides)
     with ProfileStore(cfg.store_path(), create=False) as store:
-        split, recs = job_records(cfg, store)
+        given = job_histories(cfg)
+        split, recs = job_records(cfg, store, given)
         users = int(split.train["uid"].nunique()) if cfg.users.ids is None else len(cfg.users.ids)
         if cfg.users.limit is not None:
             users = min(users, cfg.users.limit)
         if cfg.users.shard is not None:
-            users = len(job_histories(cfg)[1])
+            users = len(given[1])
         encoders = store.encoders()
     return profile_stats(recs, profile_job(cfg, split).flagger(), users, str(cfg.store_path()), encoders)
 

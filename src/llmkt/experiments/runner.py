@@ -212,9 +212,10 @@ def train(config: RunConfig | str | Path | dict, overrides: list[str] | None = N
             base = train(validate_config(raw), data=data, role="base", split=split)
     run_dir = Path(resume_from).parent if resume_from and Path(resume_from).is_file() else \
         Path(resume_from) if resume_from else _run_dir(cfg)
-    ctx = init_distributed(resolve_device(cfg.training.device))
+    device = resolve_device(cfg.training.device)
+    ctx = init_distributed(device)
     if ctx is not None:  # rank 0 names the folder (a timestamped name differs between processes)
-        run_dir = Path(broadcast_text(str(run_dir), resolve_device(cfg.training.device)))
+        run_dir = Path(broadcast_text(str(run_dir), device))
     main = ctx is None or ctx.is_main
     created = not run_dir.exists()
     try:
